@@ -1,0 +1,342 @@
+"""Customers and their connections: register, edit, archive, restore, find."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from appliance import clock
+from appliance.accounts import service as accounts
+from appliance.audit import service as audit_log
+from appliance.customers.tables import Connection, CrfCounter, Customer
+from appliance.customers.validation import (
+    CONTACT_FIELDS,
+    clean_connection,
+    clean_profile,
+    fold,
+    normalise_mobile,
+)
+from appliance.db import write_transaction
+from appliance.errors import NeedsConfirmation, NotFound, PermissionDenied, ValidationFailed
+from appliance.i18n import gettext as _
+from appliance.mail import service as mail
+from appliance.plans.tables import SERVICES, Plan
+from appliance.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 25
+
+
+@dataclass
+class Page:
+    rows: list[dict[str, Any]]
+    total: int
+    page: int
+    per_page: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+
+def _search_text(crf: str, name: str, mobile: str) -> str:
+    return " ".join((fold(crf), fold(name), mobile))
+
+
+def _parse_id(value: Any) -> uuid.UUID:
+    try:
+        return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+    except ValueError as exc:
+        raise NotFound(_("This customer does not exist.")) from exc
+
+
+async def _plans_by_id() -> dict[str, dict[str, Any]]:
+    return {str(p["id"]): p for p in await Plan.select()}
+
+
+async def _next_crf(office_code: str) -> str:
+    """Take the next serial of the office; runs inside the caller's write transaction."""
+    rows = (
+        await CrfCounter.update({CrfCounter.last: CrfCounter.last + 1})
+        .where(CrfCounter.office_code == office_code)
+        .returning(CrfCounter.last)
+    )
+    if not rows:
+        await CrfCounter(office_code=office_code, last=1).save()
+        serial = 1
+    else:
+        serial = rows[0]["last"]
+    return f"{office_code}{serial:06d}"
+
+
+async def _duplicates(values: dict[str, Any], *, exclude: Any = None) -> dict[str, str]:
+    warnings = {}
+    for field in ("email", "mobile"):
+        value = values.get(field)
+        if not value:
+            continue
+        query = Customer.select(Customer.crf).where(
+            (getattr(Customer, field) == value) & Customer.archived_at.is_null()
+        )
+        if exclude is not None:
+            query = query.where(Customer.id != exclude)
+        rows = await query.limit(1)
+        if rows:
+            warnings[field] = _(
+                "Customer %(crf)s already has this %(what)s. Save again to confirm.",
+                crf=rows[0]["crf"],
+                what=_("e-mail") if field == "email" else _("mobile"),
+            )
+    return warnings
+
+
+def _connection_values(
+    data: dict[str, Any],
+    plans: dict[str, dict[str, Any]],
+    errors: dict[str, str],
+    current: dict[str, Any] | None = None,
+):
+    result = {}
+    for service in SERVICES:
+        current_plan = (current or {}).get(service, {}).get("plan")
+        values, problems = clean_connection(service, data, plans=plans, current_plan=current_plan)
+        errors.update(problems)
+        result[service] = values
+    return result
+
+
+async def create_customer(
+    data: dict[str, Any], *, actor: Any, settings: Settings, confirm_duplicates: bool = False
+) -> dict[str, Any]:
+    """Register a customer with their connections and login; queue the welcome e-mail."""
+    today = clock.today(settings.tz)
+    values, errors = clean_profile(data, today=today)
+    plans = await _plans_by_id()
+    connections = _connection_values(data, plans, errors)
+    if errors:
+        raise ValidationFailed(errors)
+    async with write_transaction():
+        if not confirm_duplicates and (warnings := await _duplicates(values)):
+            raise NeedsConfirmation(
+                warnings, _("Check the highlighted fields, then save again to confirm.")
+            )
+        crf = await _next_crf(settings.office_code)
+        customer = Customer(
+            crf=crf, search_text=_search_text(crf, values["name"], values["mobile"]), **values
+        )
+        await customer.save()
+        for conn in connections.values():
+            if conn:
+                await Connection(customer=customer.id, **conn).save()
+        password = await accounts.create_customer_login(customer.id)
+        await audit_log.record(
+            actor=actor,
+            entity="customer",
+            entity_id=customer.id,
+            action="create",
+            changes={**values, "crf": crf},
+        )
+        if values["email"]:
+            await mail.queue(
+                settings=settings,
+                kind="credentials",
+                to=values["email"],
+                context={
+                    "name": values["name"],
+                    "crf": crf,
+                    "email": values["email"],
+                    "password": password,
+                },
+            )
+    log.info("customer created", extra={"customer_id": str(customer.id)})
+    if values["email"]:
+        mail.kick()
+    return await get_customer(customer.id)
+
+
+async def get_customer(customer_id: Any, *, include_archived: bool = True) -> dict[str, Any]:
+    cid = _parse_id(customer_id)
+    rows = await Customer.select().where(Customer.id == cid)
+    if not rows or (rows[0]["archived_at"] and not include_archived):
+        raise NotFound(_("This customer does not exist."))
+    customer = rows[0]
+    conns = await Connection.select(
+        *Connection.all_columns(),
+        Connection.plan.name.as_alias("plan_name"),
+        Connection.plan.monthly_price.as_alias("plan_price"),
+        Connection.plan.retired_at.as_alias("plan_retired_at"),
+    ).where(Connection.customer == cid)
+    customer["connections"] = {c["service"]: c for c in conns}
+    return customer
+
+
+def ensure_can_see(identity: Any, customer_id: Any) -> None:
+    """A customer may only reach their own record; staff may reach any."""
+    if identity.role == "customer" and str(identity.customer_id) != str(customer_id):
+        raise PermissionDenied(_("You can only see your own account."))
+
+
+async def update_customer(
+    customer_id: Any,
+    data: dict[str, Any],
+    *,
+    actor: Any,
+    settings: Settings,
+    confirm_duplicates: bool = False,
+) -> dict[str, Any]:
+    """Edit a customer. Staff edit everything; a customer edits only contact fields."""
+    by_customer = getattr(actor, "role", None) == "customer"
+    if by_customer:
+        ensure_can_see(actor, customer_id)
+    today = clock.today(settings.tz)
+    before = await get_customer(customer_id)
+    if before["archived_at"]:
+        raise ValidationFailed({"": _("Restore this customer before editing.")})
+    values, errors = clean_profile(
+        data, today=today, partial=by_customer, only=CONTACT_FIELDS if by_customer else None
+    )
+    connections = {}
+    if not by_customer:
+        plans = await _plans_by_id()
+        connections = _connection_values(data, plans, errors, current=before["connections"])
+    if errors:
+        raise ValidationFailed(errors)
+    cid = before["id"]
+    async with write_transaction():
+        if not confirm_duplicates and (warnings := await _duplicates(values, exclude=cid)):
+            raise NeedsConfirmation(
+                warnings, _("Check the highlighted fields, then save again to confirm.")
+            )
+        changes = audit_log.diff(before, values)
+        if changes:
+            name = values.get("name", before["name"])
+            mobile = values.get("mobile", before["mobile"])
+            await Customer.update(
+                {
+                    **values,
+                    "search_text": _search_text(before["crf"], name, mobile),
+                    "updated_at": clock.now(),
+                }
+            ).where(Customer.id == cid)
+        for service in SERVICES if not by_customer else ():
+            old = before["connections"].get(service)
+            new = connections[service]
+            if new is None and old is not None:
+                # A connection is never deleted (its charges and payments refer to it);
+                # choosing no plan stops the service.
+                if old["status"] != "suspended":
+                    await Connection.update(
+                        {Connection.status: "suspended", Connection.updated_at: clock.now()}
+                    ).where(Connection.id == old["id"])
+                    changes[f"{service}.status"] = [old["status"], "suspended"]
+            elif new is not None and old is None:
+                await Connection(customer=cid, **new).save()
+                changes[f"{service}"] = [None, "added"]
+            elif new is not None and old is not None:
+                conn_changes = audit_log.diff(old, new)
+                if conn_changes:
+                    await Connection.update({**new, "updated_at": clock.now()}).where(
+                        Connection.id == old["id"]
+                    )
+                    changes.update({f"{service}.{k}": v for k, v in conn_changes.items()})
+        if changes:
+            await audit_log.record(
+                actor=actor, entity="customer", entity_id=cid, action="update", changes=changes
+            )
+    return await get_customer(cid)
+
+
+async def archive_customer(customer_id: Any, *, actor: Any) -> None:
+    """Remove a customer from lists and counts and disable the login; keep every record."""
+    customer = await get_customer(customer_id)
+    if customer["archived_at"]:
+        return
+    async with write_transaction():
+        await Customer.update({Customer.archived_at: clock.now()}).where(
+            Customer.id == customer["id"]
+        )
+        await accounts.set_customer_login_active(customer["id"], False)
+        await audit_log.record(
+            actor=actor, entity="customer", entity_id=customer["id"], action="archive"
+        )
+    log.info("customer archived", extra={"customer_id": str(customer["id"])})
+
+
+async def restore_customer(customer_id: Any, *, actor: Any) -> None:
+    customer = await get_customer(customer_id)
+    if not customer["archived_at"]:
+        return
+    async with write_transaction():
+        await Customer.update({Customer.archived_at: None}).where(Customer.id == customer["id"])
+        await accounts.set_customer_login_active(customer["id"], True)
+        await audit_log.record(
+            actor=actor, entity="customer", entity_id=customer["id"], action="restore"
+        )
+
+
+async def search_customers(
+    query: str = "", *, page: int = 1, per_page: int = PAGE_SIZE, archived: bool = False
+) -> Page:
+    """Customers whose CRF, name or mobile contains ``query`` (accent- and case-blind)."""
+    page = max(1, page)
+    per_page = min(max(1, per_page), 200)
+    where = Customer.archived_at.is_not_null() if archived else Customer.archived_at.is_null()
+    for term in fold(query).split()[:5]:
+        digits = normalise_mobile(term)
+        # A term like "(11) 9123" is matched on its digits, as mobiles are stored bare.
+        needle = digits if digits and len(digits) >= len(term) - 4 and not term.isalpha() else term
+        pattern = "%" + needle.replace("\\", "").replace("%", "").replace("_", "") + "%"
+        where = where & Customer.search_text.like(pattern)
+    total = await Customer.count().where(where)
+    rows = (
+        await Customer.select(
+            Customer.id,
+            Customer.crf,
+            Customer.name,
+            Customer.mobile,
+            Customer.email,
+            Customer.house,
+            Customer.area,
+            Customer.archived_at,
+        )
+        .where(where)
+        .order_by(Customer.name)
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+    )
+    if rows:
+        conns = await Connection.select(
+            Connection.customer, Connection.service, Connection.status, Connection.expires_on
+        ).where(Connection.customer.is_in([r["id"] for r in rows]))
+        by_customer: dict[Any, dict[str, Any]] = {}
+        for c in conns:
+            by_customer.setdefault(c["customer"], {})[c["service"]] = c
+        for r in rows:
+            r["connections"] = by_customer.get(r["id"], {})
+    return Page(rows=rows, total=total, page=page, per_page=per_page)
+
+
+async def connection_counts() -> dict[str, dict[str, int]]:
+    """{service: {status: count}} over customers that are not archived."""
+    counts = {s: {"active": 0, "inactive": 0, "suspended": 0} for s in SERVICES}
+    rows = await Connection.raw(
+        "SELECT c.service, c.status, COUNT(*) AS n FROM connections c "
+        "JOIN customers u ON u.id = c.customer WHERE u.archived_at IS NULL "
+        "GROUP BY c.service, c.status"
+    )
+    for r in rows:
+        counts.setdefault(r["service"], {})[r["status"]] = r["n"]
+    return counts
+
+
+async def renewals_due(day: Any) -> dict[str, int]:
+    rows = await Connection.raw(
+        "SELECT c.service, COUNT(*) AS n FROM connections c JOIN customers u "
+        "ON u.id = c.customer WHERE u.archived_at IS NULL AND c.expires_on = {} "
+        "GROUP BY c.service",
+        day,
+    )
+    return {r["service"]: r["n"] for r in rows}

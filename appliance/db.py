@@ -1,0 +1,169 @@
+"""Database engines, identifiers and the write-transaction helper.
+
+The appliance runs on SQLite; central runs the same tables on PostgreSQL. Every table is bound to
+the engine built from the settings by :func:`configure`, so tests and commands can point the
+whole application at their own database file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import urlparse
+
+import aiosqlite
+import uuid6
+from piccolo.engine.base import Engine
+from piccolo.engine.postgres import PostgresEngine
+from piccolo.engine.sqlite import SQLiteEngine, TransactionType, dict_factory
+
+from appliance.settings import Settings
+
+log = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_S = 15.0
+# SQLite settings every connection gets: foreign keys are per connection, and FULL makes a
+# committed payment survive a power cut in WAL mode.
+_PRAGMAS = ("PRAGMA foreign_keys = ON", "PRAGMA synchronous = FULL")
+
+
+def new_id() -> uuid.UUID:
+    """A UUIDv7: time-ordered, so ids sort by creation and index well, and unique across boxes."""
+    return uuid.UUID(int=uuid6.uuid7().int)
+
+
+class ApplianceSQLiteEngine(SQLiteEngine):
+    """SQLite engine that reuses connections for single statements.
+
+    Piccolo opens a new connection (and thread) for every statement outside a transaction, which
+    costs milliseconds on a small box. Statements outside a transaction are autocommit reads or
+    single writes, so a connection can serve them one after another; it is kept in a small idle
+    list per event loop. Transactions still get a connection of their own.
+    """
+
+    __slots__ = ("_idle", "pool_size")
+
+    def __init__(self, path: str, *, pool_size: int = 4) -> None:
+        super().__init__(path=path, timeout=BUSY_TIMEOUT_S)
+        self._idle: dict[int, list[aiosqlite.Connection]] = {}
+        self.pool_size = pool_size
+
+    async def get_connection(self) -> aiosqlite.Connection:
+        connection = await aiosqlite.connect(**self.connection_kwargs)
+        connection.row_factory = dict_factory  # type: ignore[assignment]
+        for pragma in _PRAGMAS:
+            await connection.execute(pragma)
+        return connection
+
+    async def _run_in_new_connection(
+        self,
+        query: str,
+        args: list[Any] | None = None,
+        query_type: str = "generic",
+        table: Any = None,
+    ) -> Any:
+        idle = self._idle.setdefault(id(asyncio.get_running_loop()), [])
+        connection = idle.pop() if idle else await self.get_connection()
+        try:
+            async with connection.execute(query, args or []) as cursor:
+                rows = await cursor.fetchall()
+        except BaseException:
+            await connection.close()
+            raise
+        if len(idle) < self.pool_size:
+            idle.append(connection)
+        else:
+            await connection.close()
+        return rows
+
+    async def _run_in_existing_connection(
+        self,
+        connection: Any,
+        query: str,
+        args: list[Any] | None = None,
+        query_type: str = "generic",
+        table: Any = None,
+    ) -> Any:
+        async with connection.execute(query, args or []) as cursor:
+            return await cursor.fetchall()
+
+    async def close_idle(self) -> None:
+        """Close pooled connections of the running loop (at shutdown)."""
+        for connection in self._idle.pop(id(asyncio.get_running_loop()), []):
+            await connection.close()
+
+
+def build_engine(settings: Settings) -> Engine:
+    if settings.is_sqlite:
+        path = settings.sqlite_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return ApplianceSQLiteEngine(str(path))
+    url = urlparse(settings.database_url)
+    config = {
+        "host": url.hostname or "127.0.0.1",
+        "port": url.port or 5432,
+        "user": url.username or "postgres",
+        "database": (url.path or "/postgres").lstrip("/"),
+    }
+    if url.password:
+        config["password"] = url.password
+    return PostgresEngine(config=config)
+
+
+_engine: Engine | None = None
+
+
+def configure(settings: Settings) -> Engine:
+    """Build the engine for ``settings`` and bind every table to it."""
+    global _engine
+    from piccolo.apps.migrations.tables import Migration
+
+    from appliance import piccolo_conf
+    from appliance.tables import ALL_TABLES
+
+    engine = build_engine(settings)
+    for table in (*ALL_TABLES, Migration):
+        table._meta.db = engine
+    # Piccolo's migration runner looks the engine up through PICCOLO_CONF.
+    os.environ["PICCOLO_CONF"] = "appliance.piccolo_conf"
+    piccolo_conf.DB = engine
+    _engine = engine
+    return engine
+
+
+def engine() -> Engine:
+    if _engine is None:
+        raise RuntimeError("appliance.db.configure() has not been called")
+    return _engine
+
+
+def is_sqlite() -> bool:
+    return engine().engine_type == "sqlite"
+
+
+@asynccontextmanager
+async def write_transaction() -> AsyncIterator[Any]:
+    """A transaction for reads followed by writes.
+
+    On SQLite it begins IMMEDIATE: the write lock is taken up front, so a read-then-write can
+    never fail with "database is locked" when the web server and the worker both write.
+    Nested use joins the outer transaction.
+    """
+    eng = engine()
+    if isinstance(eng, SQLiteEngine):
+        tx = eng.transaction(transaction_type=TransactionType.immediate)
+    else:
+        tx = eng.transaction()
+    async with tx as t:
+        yield t
+
+
+async def enable_wal(eng: Engine) -> None:
+    """WAL lets readers work while one writer commits; the mode is stored in the file."""
+    if isinstance(eng, SQLiteEngine):
+        await eng.run_ddl("PRAGMA journal_mode = WAL")

@@ -1,0 +1,132 @@
+"""The application factory: one Litestar app built from explicit settings."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from litestar import Litestar, Router
+from litestar.config.csrf import CSRFConfig
+from litestar.datastructures import CacheControlHeader, State
+from litestar.middleware import DefineMiddleware
+from litestar.openapi.config import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
+from litestar.plugins.htmx import HTMXPlugin
+from litestar.static_files import create_static_files_router
+from litestar.types import Message
+
+from appliance import db
+from appliance.accounts import api as accounts_api
+from appliance.accounts import web as accounts_web
+from appliance.customers import api as customers_api
+from appliance.customers import web as customers_web
+from appliance.dashboard import api as dashboard_api
+from appliance.dashboard import web as dashboard_web
+from appliance.jobs.queue import configure_queue
+from appliance.plans import api as plans_api
+from appliance.plans import web as plans_web
+from appliance.settings import Settings
+from appliance.web.auth import IdentityMiddleware, role_guard
+from appliance.web.errors import HANDLERS
+from appliance.web.templating import template_config
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).parent / "static"
+VERSION = "0.1.0"
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "font-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+    "base-uri 'self'; object-src 'none'"
+)
+SECURITY_HEADERS = [
+    (b"content-security-policy", CSP.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"same-origin"),
+]
+
+
+def _security_headers(app: Any) -> Any:
+    async def middleware(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                headers += [h for h in SECURITY_HEADERS if h[0] not in present]
+                if not scope["path"].startswith("/static/"):
+                    headers.append((b"cache-control", b"no-store"))
+                message["headers"] = headers
+            await send(message)
+
+        await app(scope, receive, send_with_headers)
+
+    return middleware
+
+
+def api_router() -> Router:
+    return Router(
+        path="/api/v1",
+        route_handlers=[
+            *accounts_api.ROUTES,
+            *customers_api.ROUTES,
+            *plans_api.ROUTES,
+            *dashboard_api.ROUTES,
+        ],
+    )
+
+
+def page_routes() -> list[Any]:
+    return [*accounts_web.ROUTES, *dashboard_web.ROUTES, *customers_web.ROUTES, *plans_web.ROUTES]
+
+
+def create_app(settings: Settings | None = None, *, queue: bool = True) -> Litestar:
+    """Build the web application. ``queue=False`` leaves the job queue as it is (tests)."""
+    settings = settings or Settings.from_env()
+    engine = db.configure(settings)
+    if queue:
+        configure_queue(settings)
+
+    async def close_pool() -> None:
+        if isinstance(engine, db.ApplianceSQLiteEngine):
+            await engine.close_idle()
+
+    static = create_static_files_router(
+        path="/static",
+        directories=[STATIC_DIR],
+        opt={"public": True},
+        include_in_schema=False,
+        cache_control=CacheControlHeader(max_age=86400),
+    )
+    return Litestar(
+        route_handlers=[static, *page_routes(), api_router()],
+        middleware=[_security_headers, DefineMiddleware(IdentityMiddleware, settings=settings)],
+        guards=[role_guard],
+        csrf_config=CSRFConfig(
+            secret=settings.secret_key,
+            cookie_name="ctvms_csrf",
+            cookie_httponly=True,
+            cookie_samesite="strict",
+            cookie_secure=settings.secure_cookies,
+            header_name="x-csrftoken",
+            exclude=["/api/", "/static/"],
+        ),
+        template_config=template_config(settings),
+        exception_handlers=HANDLERS,
+        plugins=[HTMXPlugin()],
+        openapi_config=OpenAPIConfig(
+            title="CTVMS",
+            version=VERSION,
+            path="/schema",
+            render_plugins=[JsonRenderPlugin()],
+        ),
+        state=State({"settings": settings}),
+        on_shutdown=[close_pool],
+        debug=False,
+    )

@@ -1,0 +1,125 @@
+"""The one place where errors become HTTP answers: a JSON body under ``/api``, a page elsewhere."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import quote
+
+from litestar import MediaType, Request, Response
+from litestar.exceptions import (
+    HTTPException,
+    NotAuthorizedException,
+    NotFoundException,
+    PermissionDeniedException,
+    ValidationException,
+)
+from litestar.response import Redirect, Template
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from appliance.errors import DomainError, ValidationFailed
+from appliance.i18n import gettext as _
+from appliance.web.auth import PasswordChangeRequired, is_api
+
+log = logging.getLogger(__name__)
+
+
+def _titles() -> dict[int, str]:
+    return {
+        400: _("The request could not be understood"),
+        401: _("Please log in"),
+        403: _("You are not allowed to see this page"),
+        404: _("Page not found"),
+        405: _("This action is not allowed here"),
+        409: _("This conflicts with what is already recorded"),
+        422: _("Some values need correcting"),
+        429: _("Too many attempts"),
+        500: _("Something went wrong on the box"),
+    }
+
+
+def _answer(
+    request: Request, status: int, code: str, message: str, errors: dict[str, str] | None = None
+) -> Response[Any]:
+    if is_api(request.url.path):
+        body: dict[str, Any] = {"error": code, "message": message}
+        if errors:
+            body["errors"] = errors
+        return Response(body, status_code=status, media_type=MediaType.JSON)
+    return Template(
+        template_name="error.html",
+        context={
+            "status": status,
+            "title": _titles().get(status, message),
+            "message": message,
+            "errors": errors or {},
+        },
+        status_code=status,
+    )
+
+
+def domain_error(request: Request, exc: DomainError) -> Response[Any]:
+    errors = exc.errors if isinstance(exc, ValidationFailed) else None
+    return _answer(request, exc.status_code, exc.code, exc.message, errors)
+
+
+def not_authorized(request: Request, exc: NotAuthorizedException) -> Response[Any]:
+    if is_api(request.url.path):
+        return _answer(request, 401, "not_authenticated", _("A valid bearer token is needed."))
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return Redirect(f"/login?next={quote(target)}", status_code=303)
+
+
+def permission_denied(request: Request, exc: PermissionDeniedException) -> Response[Any]:
+    if isinstance(exc, PasswordChangeRequired):
+        if is_api(request.url.path):
+            return _answer(request, 403, "password_change_required", exc.detail)
+        return Redirect("/account/password", status_code=303)
+    message = exc.detail
+    if "CSRF" in message:
+        message = _("This form has expired. Go back, reload the page and try again.")
+    elif message in ("route declares no roles", "Forbidden"):
+        message = _("You are not allowed to do this.")
+    return _answer(request, 403, "forbidden", message)
+
+
+def not_found(request: Request, exc: NotFoundException) -> Response[Any]:
+    return _answer(request, 404, "not_found", _("There is nothing at this address."))
+
+
+def invalid_request(request: Request, exc: ValidationException) -> Response[Any]:
+    errors = {}
+    for item in exc.extra or []:
+        if isinstance(item, dict):
+            errors[str(item.get("key") or "")] = str(item.get("message") or "")
+    return _answer(
+        request, 400, "bad_request", _("Some values are missing or have the wrong type."), errors
+    )
+
+
+def http_error(request: Request, exc: HTTPException) -> Response[Any]:
+    status = exc.status_code
+    if status >= 500:
+        log.error("HTTP %s on %s", status, request.url.path)
+    return _answer(request, status, "error", _titles().get(status, exc.detail))
+
+
+def unexpected(request: Request, exc: Exception) -> Response[Any]:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return _answer(
+        request,
+        HTTP_500_INTERNAL_SERVER_ERROR,
+        "internal_error",
+        _("The problem was logged. Try again, or tell the office."),
+    )
+
+
+HANDLERS: dict[Any, Any] = {
+    DomainError: domain_error,
+    NotAuthorizedException: not_authorized,
+    PermissionDeniedException: permission_denied,
+    NotFoundException: not_found,
+    ValidationException: invalid_request,
+    HTTPException: http_error,
+    Exception: unexpected,
+}
