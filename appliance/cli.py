@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import importlib
 import os
 import signal
 import subprocess
@@ -164,6 +165,10 @@ def cmd_demo(args: argparse.Namespace) -> None:
         print(f"{key}: {value}")
 
 
+# Features add their own sub-commands: each module has ``add_commands(subparsers)``.
+COMMAND_MODULES: list[str] = []
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ctvms", description="CTVMS appliance")
     sub = p.add_subparsers(dest="command", required=True)
@@ -201,6 +206,8 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--years", type=int, default=5)
     sp.add_argument("--seed", type=int, default=42)
     sp.set_defaults(func=cmd_demo)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).add_commands(sub)
     return p
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -17,15 +18,7 @@ from litestar.static_files import create_static_files_router
 from litestar.types import Message
 
 from appliance import db
-from appliance.accounts import api as accounts_api
-from appliance.accounts import web as accounts_web
-from appliance.customers import api as customers_api
-from appliance.customers import web as customers_web
-from appliance.dashboard import api as dashboard_api
-from appliance.dashboard import web as dashboard_web
 from appliance.jobs.queue import configure_queue
-from appliance.plans import api as plans_api
-from appliance.plans import web as plans_web
 from appliance.settings import Settings
 from appliance.web.auth import IdentityMiddleware, role_guard
 from appliance.web.errors import HANDLERS
@@ -70,20 +63,31 @@ def _security_headers(app: Any) -> Any:
     return middleware
 
 
+# Each feature's page handlers (``web.py``) and API handlers (``api.py``) export ``ROUTES``.
+PAGE_MODULES = [
+    "appliance.accounts.web",
+    "appliance.dashboard.web",
+    "appliance.customers.web",
+    "appliance.plans.web",
+]
+API_MODULES = [
+    "appliance.accounts.api",
+    "appliance.customers.api",
+    "appliance.plans.api",
+    "appliance.dashboard.api",
+]
+
+
+def _routes(modules: list[str]) -> list[Any]:
+    return [route for name in modules for route in importlib.import_module(name).ROUTES]
+
+
 def api_router() -> Router:
-    return Router(
-        path="/api/v1",
-        route_handlers=[
-            *accounts_api.ROUTES,
-            *customers_api.ROUTES,
-            *plans_api.ROUTES,
-            *dashboard_api.ROUTES,
-        ],
-    )
+    return Router(path="/api/v1", route_handlers=_routes(API_MODULES))
 
 
 def page_routes() -> list[Any]:
-    return [*accounts_web.ROUTES, *dashboard_web.ROUTES, *customers_web.ROUTES, *plans_web.ROUTES]
+    return _routes(PAGE_MODULES)
 
 
 def create_app(settings: Settings | None = None, *, queue: bool = True) -> Litestar:
