@@ -69,6 +69,7 @@ PAGE_MODULES = [
     "appliance.dashboard.web",
     "appliance.customers.web",
     "appliance.plans.web",
+    "appliance.web.health",
 ]
 API_MODULES = [
     "appliance.accounts.api",
