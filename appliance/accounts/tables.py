@@ -35,6 +35,11 @@ class User(Table, tablename="users"):
         unique=True,
         help_text="The customer this login belongs to (customers only).",
     )
+    email = Varchar(
+        length=254,
+        default="",
+        help_text="Staff only, lower-case: where password codes go. Customers use their record's.",
+    )
     password_hash = Varchar(length=255, help_text="argon2id hash.")
     must_change_password = Boolean(
         default=True,
