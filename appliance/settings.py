@@ -83,6 +83,32 @@ class Settings:
         "250",
         "Smallest payment accepted, in whole currency units, unless the whole due is smaller.",
     )
+    pix_key: str = _setting(
+        "CTVMS_PIX_KEY",
+        "",
+        "PIX key (CPF/CNPJ, e-mail, phone or random key) for payment QR codes when the "
+        "currency is BRL; empty shows no QR code.",
+    )
+    pix_merchant_name: str = _setting(
+        "CTVMS_PIX_MERCHANT_NAME",
+        "",
+        "Receiver name in the PIX QR code (up to 25 letters, accents removed); "
+        "empty uses the office name.",
+    )
+    pix_merchant_city: str = _setting(
+        "CTVMS_PIX_MERCHANT_CITY",
+        "",
+        "Receiver city in the PIX QR code (up to 15 letters); needed with CTVMS_PIX_KEY.",
+    )
+    upi_vpa: str = _setting(
+        "CTVMS_UPI_VPA",
+        "",
+        "UPI address (VPA, like office@bank) for payment QR codes when the currency is INR; "
+        "empty shows no QR code.",
+    )
+    upi_payee_name: str = _setting(
+        "CTVMS_UPI_PAYEE_NAME", "", "Payee name in the UPI QR code; empty uses the office name."
+    )
     smtp_host: str = _setting(
         "CTVMS_SMTP_HOST", "", "SMTP server for outgoing e-mail; empty keeps messages queued."
     )
@@ -189,6 +215,28 @@ class Settings:
             raise SettingsError("CTVMS_OFFICE_CODE must be 2 to 6 capital letters or digits.")
         if self.min_payment < 0:
             raise SettingsError("CTVMS_MIN_PAYMENT cannot be negative.")
+        if not 1 <= self.smtp_port <= 65535:
+            raise SettingsError("CTVMS_SMTP_PORT must be between 1 and 65535.")
+        if self.session_idle_minutes < 1:
+            raise SettingsError("CTVMS_SESSION_IDLE_MINUTES must be at least 1.")
+        if self.session_max_hours < 1:
+            raise SettingsError("CTVMS_SESSION_MAX_HOURS must be at least 1.")
+        scheme, sep, _rest = self.database_url.partition("://")
+        if sep and scheme not in ("sqlite", "postgres", "postgresql"):
+            raise SettingsError(
+                "CTVMS_DATABASE_URL must be sqlite:///path or postgresql://user@host/db, "
+                f"not a {scheme}:// address."
+            )
+        from babel.numbers import is_currency
+
+        if not is_currency(self.currency):
+            raise SettingsError(
+                f"CTVMS_CURRENCY {self.currency!r} is not an ISO 4217 code such as BRL."
+            )
+        if self.pix_key and not self.pix_merchant_city:
+            raise SettingsError("CTVMS_PIX_MERCHANT_CITY is needed with CTVMS_PIX_KEY.")
+        if self.upi_vpa and "@" not in self.upi_vpa:
+            raise SettingsError("CTVMS_UPI_VPA must look like name@bank.")
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError) as exc:
@@ -251,15 +299,39 @@ def _convert(name: str, env: str, raw: str | None) -> Any:
 
 
 def _stored_secret(data_dir: Path) -> str:
-    """Return the key kept in the data folder, creating it (mode 0600) on first use."""
+    """Return the key kept in the data folder, creating it (mode 0600) on first use.
+
+    The web server and the worker may start together on a fresh box: the key is written to a
+    private file first and then linked into place, so whoever links first wins and the other
+    reads a complete key, never an empty or half-written file.
+    """
     path = data_dir / "secret_key"
     if path.exists():
-        return path.read_text().strip()
+        return _read_secret(path)
     data_dir.mkdir(parents=True, exist_ok=True)
     key = secrets.token_urlsafe(48)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(key)
+    draft = data_dir / f".secret_key.{os.getpid()}.{secrets.token_hex(4)}"
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            return _read_secret(path)
+    finally:
+        draft.unlink(missing_ok=True)
+    return key
+
+
+def _read_secret(path: Path) -> str:
+    key = path.read_text().strip()
+    if not key:
+        raise SettingsError(
+            f"{path} is empty: delete it to have a new key generated, or set CTVMS_SECRET_KEY."
+        )
     return key
 
 

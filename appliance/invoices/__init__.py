@@ -1,0 +1,2 @@
+"""Invoices: the printable page, the PDF (rendered off the request path and cached) and
+payment QR codes."""
