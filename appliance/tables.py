@@ -3,6 +3,15 @@
 from appliance.accounts.otp_tables import OneTimeCode, OtpEvent
 from appliance.accounts.tables import LoginFailure, Session, User
 from appliance.audit.tables import AuditEntry
+from appliance.billing.tables import (
+    Allocation,
+    BilledConnection,
+    BillingAccount,
+    Charge,
+    InvoiceCounter,
+    Payment,
+    PaymentReversal,
+)
 from appliance.complaints.tables import Complaint, ComplaintCounter, ComplaintEvent
 from appliance.customers.tables import Connection, CrfCounter, Customer
 from appliance.mail.tables import OutboxMessage
@@ -18,6 +27,13 @@ ALL_TABLES = [
     LoginFailure,
     AuditEntry,
     OutboxMessage,
+    BilledConnection,
+    Charge,
+    Payment,
+    Allocation,
+    PaymentReversal,
+    BillingAccount,
+    InvoiceCounter,
     Complaint,
     ComplaintEvent,
     ComplaintCounter,
