@@ -125,6 +125,40 @@ class _Permanent(Exception):
     pass
 
 
+class _AttachmentUnavailable(Exception):
+    """A file to attach could not be made now (rendering failed); try again later."""
+
+
+async def resolve_attachments(row: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """The row with every ``{"invoice": number}`` item turned into the invoice's PDF file.
+
+    Invoices are attached by number rather than by path so the message carries the PDF as it
+    is at delivery time, rendered again from the database if the cached file is missing or
+    damaged. An invoice that does not exist fails the message; a render that fails retries.
+    """
+    items = _attachments(row)
+    if not any("invoice" in item for item in items):
+        return row
+    from appliance.errors import NotFound
+    from appliance.invoices.service import ensure_pdf
+
+    resolved = []
+    for item in items:
+        if "invoice" not in item:
+            resolved.append(item)
+            continue
+        number = item["invoice"]
+        try:
+            path = await ensure_pdf(settings, number, locale=item.get("locale"))
+        except NotFound as exc:
+            raise _Permanent(f"invoice {number} does not exist") from exc
+        except Exception as exc:
+            log.exception("invoice PDF for an e-mail could not be made")
+            raise _AttachmentUnavailable(f"invoice {number}: {type(exc).__name__}") from exc
+        resolved.append({"path": str(path), "filename": f"{number}.pdf", "type": "application/pdf"})
+    return {**row, "attachments": resolved}
+
+
 def _send(msg: EmailMessage, settings: Settings) -> None:
     if settings.smtp_tls == "ssl":
         client: smtplib.SMTP = smtplib.SMTP_SSL(
@@ -182,6 +216,7 @@ async def deliver_due(settings: Settings, *, limit: int = 100) -> dict[str, int]
     for row in due:
         attempts = row["attempts"] + 1
         try:
+            row = await resolve_attachments(row, settings)
             msg = build_message(row, settings)
             # The Message-ID stays the same on every attempt: a crash after the server took
             # the message but before the row is marked sent gives at most one duplicate, which
@@ -198,7 +233,7 @@ async def deliver_due(settings: Settings, *, limit: int = 100) -> dict[str, int]
                 }
             ).where(OutboxMessage.id == row["id"])
             continue
-        except (TimeoutError, OSError, smtplib.SMTPException) as exc:
+        except (TimeoutError, OSError, smtplib.SMTPException, _AttachmentUnavailable) as exc:
             give_up = attempts >= MAX_ATTEMPTS
             counts["failed" if give_up else "retry"] += 1
             log.warning(
@@ -216,7 +251,7 @@ async def deliver_due(settings: Settings, *, limit: int = 100) -> dict[str, int]
                 }
             ).where(OutboxMessage.id == row["id"])
             # The server is unreachable or busy: the rest would fail the same way.
-            if not isinstance(exc, smtplib.SMTPResponseException):
+            if not isinstance(exc, (smtplib.SMTPResponseException, _AttachmentUnavailable)):
                 break
             continue
         counts["sent"] += 1

@@ -69,6 +69,7 @@ PAGE_MODULES = [
     "appliance.dashboard.web",
     "appliance.customers.web",
     "appliance.plans.web",
+    "appliance.invoices.web",
     "appliance.web.health",
 ]
 API_MODULES = [
@@ -76,6 +77,7 @@ API_MODULES = [
     "appliance.customers.api",
     "appliance.plans.api",
     "appliance.dashboard.api",
+    "appliance.invoices.api",
 ]
 
 
