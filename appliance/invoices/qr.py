@@ -59,7 +59,10 @@ def payment_qr(settings: Settings, amount_minor: int, text: str) -> dict[str, st
 def qr_svg(payload: str) -> str:
     # Error level M at least; segno raises it further when the symbol has room to spare.
     code = segno.make(payload, error="m", micro=False)
-    return code.svg_inline(scale=4, border=4, svgclass="payment-qr", lineclass=None)
+    # A white quiet zone of its own: the code stays scannable on a dark theme.
+    return code.svg_inline(
+        scale=4, border=4, dark="#000", light="#fff", svgclass="payment-qr", lineclass=None
+    )
 
 
 # -- PIX (BRL) --------------------------------------------------------------------------------

@@ -167,3 +167,18 @@ def test_settings_refuse_a_pix_key_without_city(tmp_path):
         brl(tmp_path, pix_merchant_city="")
     with pytest.raises(SettingsError, match="CTVMS_UPI_VPA"):
         Settings.from_env({}, data_dir=tmp_path, secret_key="k" * 40, upi_vpa="nobank")
+
+
+def test_payment_qr_partial_shows_the_code_and_the_copyable_payload(app, tmp_path):
+    from bs4 import BeautifulSoup
+
+    from appliance.i18n import use_locale
+
+    result = qr.payment_qr(brl(tmp_path), 12345, "TS000042")
+    template = app.template_engine.get_template("invoices/_payment_qr.html")
+    with use_locale("en"):
+        page = BeautifulSoup(template.render(qr=result, amount=12345), "html.parser")
+    assert page.find("svg", class_="payment-qr") is not None
+    assert page.find("textarea").get_text() == result["payload"]
+    assert "R$123.45" in page.get_text()
+    assert template.render(qr=None, amount=12345).strip() == ""
