@@ -8,6 +8,7 @@ and :class:`Settings`, which the app factory builds; nothing here is read at imp
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -147,6 +148,24 @@ class Settings:
         "Redis URL for the job queue on central; empty uses a SQLite queue in the data folder.",
         secret=True,
     )
+    advertise: bool = _setting(
+        "CTVMS_ADVERTISE",
+        "on",
+        "on: announce the web UI over mDNS (zeroconf) on the interfaces it serves on; off: don't.",
+    )
+    mdns_hostname: str = _setting(
+        "CTVMS_MDNS_HOSTNAME",
+        "ctvms.local",
+        "Host name the box announces over mDNS; give each box on one LAN its own.",
+    )
+    backup_dir: str = _setting(
+        "CTVMS_BACKUP_DIR",
+        "",
+        "Folder of the nightly backups; empty means <data dir>/backups.",
+    )
+    backup_keep: int = _setting(
+        "CTVMS_BACKUP_KEEP", "7", "Number of nightly backups kept; older ones are deleted."
+    )
 
     # -- derived values ---------------------------------------------------------------------
 
@@ -174,6 +193,10 @@ class Settings:
     @property
     def invoices_dir(self) -> Path:
         return self.data_dir / "invoices"
+
+    @property
+    def backup_path(self) -> Path:
+        return Path(self.backup_dir).expanduser() if self.backup_dir else self.data_dir / "backups"
 
     # -- construction -----------------------------------------------------------------------
 
@@ -215,6 +238,12 @@ class Settings:
             raise SettingsError("CTVMS_OFFICE_CODE must be 2 to 6 capital letters or digits.")
         if self.min_payment < 0:
             raise SettingsError("CTVMS_MIN_PAYMENT cannot be negative.")
+        if not re.fullmatch(r"([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+local", self.mdns_hostname):
+            raise SettingsError(
+                "CTVMS_MDNS_HOSTNAME must be a lower-case name ending in .local, like ctvms.local."
+            )
+        if self.backup_keep < 1:
+            raise SettingsError("CTVMS_BACKUP_KEEP must be 1 or more.")
         if not 1 <= self.smtp_port <= 65535:
             raise SettingsError("CTVMS_SMTP_PORT must be between 1 and 65535.")
         if self.session_idle_minutes < 1:

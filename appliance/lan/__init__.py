@@ -1,0 +1,1 @@
+"""The box on the office LAN: mDNS advertising of the web UI and discovery of other boxes."""
