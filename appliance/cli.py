@@ -110,24 +110,30 @@ def cmd_config(args: argparse.Namespace) -> None:
 def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
+    from appliance.backup.service import in_use
+    from appliance.lan.advertise import advertising
     from appliance.web.app import create_app
 
     logs.setup()
     settings = _settings()
     app = create_app(settings)
-    uvicorn.run(
-        app, host=args.host, port=args.port, log_level="warning", workers=1, proxy_headers=False
-    )
+    # The in-use lock tells `ctvms restore` the server runs; mDNS lets tablets find it.
+    with in_use(settings), advertising(settings, host=args.host, port=args.port):
+        uvicorn.run(
+            app, host=args.host, port=args.port, log_level="warning", workers=1, proxy_headers=False
+        )
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
-    from appliance.jobs import tasks  # noqa: F401  (registers the tasks)
+    from appliance.backup.service import in_use
+    from appliance.jobs import tasks
     from appliance.jobs.queue import configure_queue
 
     logs.setup()
     settings = _settings()
     db.configure(settings)
     huey = configure_queue(settings)
+    tasks.startup_catch_up()  # a box that was off catches up before anything else
     consumer = huey.create_consumer(
         workers=args.workers,
         periodic=True,
@@ -136,7 +142,8 @@ def cmd_worker(args: argparse.Namespace) -> None:
         max_delay=2.0,
         check_worker_health=True,
     )
-    consumer.run()
+    with in_use(settings):
+        consumer.run()
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -166,7 +173,11 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 # Features add their own sub-commands: each module has ``add_commands(subparsers)``.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = [
+    "appliance.lan.cli",
+    "appliance.backup.cli",
+    "appliance.jobs.cli",
+]
 
 
 def parser() -> argparse.ArgumentParser:

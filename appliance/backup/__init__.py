@@ -1,0 +1,1 @@
+"""Online backups of the office data folder, restore, and the nightly backup job."""
