@@ -16,6 +16,7 @@ from appliance.complaints.tables import Complaint, ComplaintCounter, ComplaintEv
 from appliance.customers.tables import Connection, CrfCounter, Customer
 from appliance.mail.tables import OutboxMessage
 from appliance.plans.tables import Plan
+from appliance.reports.tables import ReportJob
 
 ALL_TABLES = [
     Plan,
@@ -39,4 +40,5 @@ ALL_TABLES = [
     ComplaintCounter,
     OneTimeCode,
     OtpEvent,
+    ReportJob,
 ]

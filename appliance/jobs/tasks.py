@@ -7,6 +7,7 @@ import logging
 from huey import crontab
 
 from appliance.invoices import tasks as invoice_tasks  # noqa: F401  (registers its tasks)
+from appliance.reports import tasks as report_tasks  # noqa: F401  (registers its tasks)
 from appliance.jobs.queue import huey, run_async, task_settings
 from appliance.mail import service as mail
 

@@ -71,6 +71,7 @@ PAGE_MODULES = [
     "appliance.plans.web",
     "appliance.invoices.web",
     "appliance.web.health",
+    "appliance.reports.web",
 ]
 API_MODULES = [
     "appliance.accounts.api",
@@ -78,6 +79,7 @@ API_MODULES = [
     "appliance.plans.api",
     "appliance.dashboard.api",
     "appliance.invoices.api",
+    "appliance.reports.api",
 ]
 
 

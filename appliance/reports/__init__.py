@@ -1,0 +1,1 @@
+"""Payment reports (PDF and Excel) and the dashboard's collection charts."""

@@ -1,0 +1,192 @@
+"""The Excel and PDF writers, fed plain row dicts: typed cells, frozen header, filter, totals;
+the header on every PDF page and "page X of Y" across chunks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import openpyxl
+import pytest
+from pypdf import PdfReader
+
+from appliance import i18n
+from appliance.reports.columns import Heading, ReportFilter, columns_for
+from appliance.reports.pdf import PdfReport, css_string
+from appliance.reports.xlsx import XlsxReport
+
+GENERATED = dt.datetime(2026, 11, 5, 13, 30, tzinfo=dt.UTC)
+TZ = dt.UTC
+
+
+def rows(n: int, *, unpaid: bool = False) -> list[dict]:
+    out = []
+    for i in range(n):
+        payments = [(dt.date(2026, 10, 3 + i % 20), f"TS-2026-{i + 1:06d}", "cash")]
+        if i % 3 == 2:
+            payments.append((dt.date(2026, 10, 25), f"TS-2026-{i + 501:06d}", "online"))
+        charged = 4990 + i
+        row = {
+            "service": "cable" if i % 2 == 0 else "broadband",
+            "crf": f"TS{i + 1:06d}",
+            "name": f"Customer Número {i + 1}",
+            "house": str(i + 1),
+            "area": "Centro",
+            "mobile": f"0119{i:08d}",
+            "email": f"c{i + 1}@example.com",
+            "status": "active",
+            "plan": "Básico",
+            "charged": charged,
+            "paid": charged // 2 if unpaid else charged,
+            "payments": payments,
+        }
+        if unpaid:
+            row["due"] = charged - charged // 2 + 1000
+            row["months_pending"] = 2
+        out.append(row)
+    return out
+
+
+def _report(classification="paid", service="both", file_type="xlsx"):
+    return ReportFilter(service, 2026, 10, classification, file_type)
+
+
+def write_xlsx(path, data, report):
+    heading = Heading.of(report, office="Test Office", generated_at=GENERATED, tz=TZ)
+    writer = XlsxReport(path, heading=heading, columns=columns_for(report), currency="BRL")
+    for start in range(0, len(data), 7):
+        writer.add(data[start : start + 7])
+    return writer.close()
+
+
+def test_xlsx_has_typed_cells_frozen_header_filter_widths_and_totals(tmp_path):
+    path = tmp_path / "r.xlsx"
+    data = rows(10, unpaid=True)
+    with i18n.use_locale("en"):
+        totals = write_xlsx(path, data, _report("unpaid"))
+    assert totals.count == 10
+
+    book = openpyxl.load_workbook(path)
+    sheet = book.active
+    assert sheet["A1"].value == "Test Office"
+    assert "October 2026" in sheet["A2"].value
+    assert "Unpaid" in sheet["A3"].value and "Generated on" in sheet["A3"].value
+    header = [c.value for c in sheet[5]]
+    assert header[:6] == ["CRF", "Customer", "House", "Area", "Mobile", "E-mail"]
+    assert header[-2:] == ["Amount due", "Months pending"]
+    assert sheet.freeze_panes == "A6"
+    assert sheet.auto_filter.ref == "A5:P15"
+    col = {name: i + 1 for i, name in enumerate(header)}
+
+    first = sheet[6]
+    charged = first[col["Charged"] - 1]
+    assert charged.value == pytest.approx(49.90) and isinstance(charged.value, float)
+    assert "#,##0.00" in charged.number_format and "R$" in charged.number_format
+    paid_on = first[col["Paid on"] - 1]
+    assert paid_on.value == dt.datetime(2026, 10, 3) and paid_on.is_date
+    assert first[col["Mobile"] - 1].value == "011900000000"  # text: the leading zero stays
+    assert first[col["Months pending"] - 1].value == 2
+    # Two payments: the last date is the cell's, each invoice keeps its own date.
+    third = sheet[8]
+    assert third[col["Paid on"] - 1].value == dt.datetime(2026, 10, 25)
+    assert third[col["Invoice(s)"] - 1].value.count("TS-2026-") == 2
+    assert third[col["Mode"] - 1].value == "Cash, Online"
+
+    total_row = sheet[16]
+    assert total_row[0].value == "Total: 10 rows"
+    assert total_row[col["Charged"] - 1].value == "=SUM(J6:J15)"
+    assert sheet.column_dimensions["B"].width >= 20
+    assert sheet.column_dimensions["F"].width >= len("c10@example.com")
+
+    cached = openpyxl.load_workbook(path, data_only=True).active
+    expected = sum(r["charged"] for r in data) / 100
+    assert cached.cell(16, col["Charged"]).value == pytest.approx(expected)
+    assert cached.cell(16, col["Amount due"]).value == pytest.approx(
+        sum(r["due"] for r in data) / 100
+    )
+    assert cached.cell(16, col["Months pending"]).value == 20
+
+
+def test_xlsx_paid_single_service_leaves_out_due_and_service_columns(tmp_path):
+    path = tmp_path / "r.xlsx"
+    with i18n.use_locale("pt_BR"):
+        write_xlsx(path, rows(3), _report("paid", service="cable"))
+    sheet = openpyxl.load_workbook(path).active
+    header = [c.value for c in sheet[5]]
+    assert header[0] == "CRF" and len(header) == 13  # no service, amount due, months pending
+    assert sheet["K6"].is_date and sheet["K6"].number_format == "dd/mm/yyyy"
+
+
+def test_xlsx_empty_report_still_has_header_and_zero_totals(tmp_path):
+    path = tmp_path / "r.xlsx"
+    with i18n.use_locale("en"):
+        totals = write_xlsx(path, [], _report("unpaid"))
+    assert totals.count == 0
+    sheet = openpyxl.load_workbook(path, data_only=True).active
+    assert sheet["A5"].value == "CRF"
+    assert sheet["A6"].value == "Total: 0 rows"
+    assert sheet["J6"].value == 0
+
+
+def _pdf_pages(path) -> list[str]:
+    return [page.extract_text() for page in PdfReader(path).pages]
+
+
+def write_pdf(path, data, report, **kw):
+    heading = Heading.of(report, office="Test Office", generated_at=GENERATED, tz=TZ)
+    writer = PdfReport(path, heading=heading, columns=columns_for(report), currency="BRL", **kw)
+    for start in range(0, len(data), 9):
+        writer.add(data[start : start + 9])
+    return writer.close()
+
+
+def test_pdf_chunks_keep_header_on_every_page_and_number_pages_across_chunks(tmp_path):
+    path = tmp_path / "r.pdf"
+    data = rows(70, unpaid=True)
+    with i18n.use_locale("en"):
+        totals = write_pdf(path, data, _report("unpaid", file_type="pdf"), chunk_rows=25)
+    assert totals.count == 70
+    pages = _pdf_pages(path)
+    assert len(pages) >= 3  # three chunks, at least a page each
+    assert PdfReader(path).pages[0].mediabox.width > PdfReader(path).pages[0].mediabox.height
+    for number, text in enumerate(pages, start=1):
+        assert f"Page {number} of {len(pages)}" in text
+        assert "CRF" in text and "Amount due" in text, f"no table header on page {number}"
+    assert "Test Office" in pages[0] and "October 2026" in pages[0]
+    everything = "\n".join(pages)
+    for row in data:
+        assert row["crf"] in everything
+    assert everything.index("TS000025") < everything.index("TS000026")
+    last = pages[-1]
+    assert "Totals" in last
+    assert "R$" in last and "{:,.2f}".format(sum(r["charged"] for r in data) / 100) in last
+    # Both payments of a month paid twice are listed.
+    assert "TS-2026-000503" in everything and "TS-2026-000003" in everything
+
+
+def test_pdf_in_worker_processes_matches_inline(tmp_path):
+    data = rows(24)
+    with i18n.use_locale("pt_BR"):
+        write_pdf(tmp_path / "a.pdf", data, _report(file_type="pdf"), chunk_rows=10)
+        write_pdf(tmp_path / "b.pdf", data, _report(file_type="pdf"), chunk_rows=10, workers=1)
+    inline, pooled = _pdf_pages(tmp_path / "a.pdf"), _pdf_pages(tmp_path / "b.pdf")
+    assert len(inline) == len(pooled)
+    strip = re.compile(r"Gerado em .*")
+    assert [strip.sub("", t) for t in inline] == [strip.sub("", t) for t in pooled]
+    assert f"Página 1 de {len(inline)}" in pooled[0] or f"Page 1 of {len(inline)}" in pooled[0]
+    assert not list(tmp_path.glob(".pdf-*")), "chunk files were left behind"
+
+
+def test_pdf_empty_report_says_so(tmp_path):
+    path = tmp_path / "r.pdf"
+    with i18n.use_locale("en"):
+        write_pdf(path, [], _report("paid", service="broadband", file_type="pdf"))
+    (text,) = _pdf_pages(path)
+    assert "No charges match these filters." in text
+    assert "Page 1 of 1" in text and "Rows" in text
+
+
+def test_css_string_cannot_escape_the_style_element():
+    quoted = css_string('Bar "Zé" </style><script>')
+    assert "<" not in quoted and '"Z' not in quoted[1:-1]
+    assert quoted.startswith('"') and quoted.endswith('"')
