@@ -14,8 +14,10 @@ from appliance.billing.tables import (
 )
 from appliance.complaints.tables import Complaint, ComplaintCounter, ComplaintEvent
 from appliance.customers.tables import Connection, CrfCounter, Customer
+from appliance.jobs.tables import JobLock, JobRun
 from appliance.mail.tables import OutboxMessage
 from appliance.plans.tables import Plan
+from appliance.reminders.tables import Reminder, ReminderBatch
 from appliance.reports.tables import ReportJob
 
 ALL_TABLES = [
@@ -40,5 +42,9 @@ ALL_TABLES = [
     ComplaintCounter,
     OneTimeCode,
     OtpEvent,
+    JobLock,
+    JobRun,
+    ReminderBatch,
+    Reminder,
     ReportJob,
 ]
