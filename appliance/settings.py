@@ -124,6 +124,12 @@ class Settings:
     mail_from: str = _setting(
         "CTVMS_MAIL_FROM", "ctvms@localhost", "Sender address of outgoing e-mail."
     )
+    reminder_interval_days: int = _setting(
+        "CTVMS_REMINDER_INTERVAL_DAYS",
+        "7",
+        "A customer gets at most one payment reminder in this many days, "
+        'unless the admin ticks "send anyway".',
+    )
     session_idle_minutes: int = _setting(
         "CTVMS_SESSION_IDLE_MINUTES",
         "60",
@@ -238,6 +244,8 @@ class Settings:
             raise SettingsError("CTVMS_OFFICE_CODE must be 2 to 6 capital letters or digits.")
         if self.min_payment < 0:
             raise SettingsError("CTVMS_MIN_PAYMENT cannot be negative.")
+        if self.reminder_interval_days < 0:
+            raise SettingsError("CTVMS_REMINDER_INTERVAL_DAYS cannot be negative.")
         if not re.fullmatch(r"([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+local", self.mdns_hostname):
             raise SettingsError(
                 "CTVMS_MDNS_HOSTNAME must be a lower-case name ending in .local, like ctvms.local."
