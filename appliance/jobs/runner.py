@@ -393,7 +393,7 @@ async def job_overview() -> list[dict[str, Any]]:
         overview.append(
             {
                 "job": job,
-                "last": last[0] if last else None,
+                "last": _decoded(last[0]) if last else None,
                 "last_ok": last_ok[0] if last_ok else None,
                 "running": bool(lock.get("owner")),
                 "lock": lock,
@@ -406,4 +406,11 @@ async def recent_runs(*, job: str | None = None, limit: int = 30) -> list[dict[s
     query = JobRun.select().order_by(JobRun.started_at, ascending=False).limit(limit)
     if job:
         query = query.where(JobRun.job == job)
-    return await query
+    return [_decoded(r) for r in await query]
+
+
+def _decoded(run: dict[str, Any]) -> dict[str, Any]:
+    """A job_runs row with its summary as a dict (SQLite hands JSON back as text)."""
+    if isinstance(run.get("result"), str):
+        run["result"] = json.loads(run["result"] or "{}")
+    return run

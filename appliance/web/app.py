@@ -72,6 +72,8 @@ PAGE_MODULES = [
     "appliance.invoices.web",
     "appliance.web.health",
     "appliance.reports.web",
+    "appliance.reminders.web",
+    "appliance.system.web",
 ]
 API_MODULES = [
     "appliance.accounts.api",
