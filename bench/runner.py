@@ -71,6 +71,7 @@ def seed(server: ServerProcess, customers: int) -> dict[str, str]:
                 f"not {customers}; use another --data-dir"
             )
         log(f"reusing the office seeded in {server.data_dir}")
+        server.ctvms("migrate")  # the code may have new migrations since it was seeded
         return summary
     start = time.perf_counter()
     password = secrets.token_urlsafe(16)
@@ -270,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         server.start()
         if options.worker:
             server.start_worker()
+        busy = server.wait_idle()
+        log(f"server and worker settled after {busy:.1f} s")
         ctx = Context(
             options=options,
             server=server,
@@ -287,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         "options": vars(options),
         "customers": args.customers,
         "seconds": round(time.perf_counter() - started, 1),
+        "settle_seconds": round(busy, 1),
         "results": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -62,6 +62,14 @@ def memory_kib(pid: int) -> dict[str, int]:
     return result
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far, from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    # Fields 14 and 15 of the file (utime, stime); the split starts at field 3.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class ServerError(RuntimeError):
     """The server process did not come up; the message carries the end of its log."""
 
@@ -131,6 +139,23 @@ class ServerProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
+
+    def wait_idle(self, *, quiet_for: float = 2.0, within: float = 900.0) -> float:
+        """Wait until the server and the worker use (almost) no CPU for ``quiet_for`` seconds,
+        e.g. after the worker's catch-up jobs at startup; the seconds waited."""
+        start = time.monotonic()
+        pids = [p.pid for p in (self.process, self.worker) if p is not None and p.poll() is None]
+        last = sum(cpu_seconds(pid) for pid in pids)
+        quiet_since = time.monotonic()
+        while time.monotonic() - quiet_since < quiet_for:
+            if time.monotonic() - start > within:
+                raise ServerError(f"still busy after {within}s:\n{self.log_tail()}")
+            time.sleep(0.25)
+            used = sum(cpu_seconds(pid) for pid in pids)
+            if used - last > 0.25 * 0.1:  # more than 10% of a core over the last quarter second
+                quiet_since = time.monotonic()
+            last = used
+        return time.monotonic() - start - quiet_for
 
     def _wait_ready(self, within: float) -> None:
         deadline = time.monotonic() + within
