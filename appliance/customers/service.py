@@ -72,6 +72,13 @@ async def _next_crf(office_code: str) -> str:
     return f"{office_code}{serial:06d}"
 
 
+async def _sync_billing(customer_id: Any, settings: Settings) -> None:
+    """Give new connections their months at once and keep each expiry in step with billing."""
+    from appliance.billing.charges import sync_customer
+
+    await sync_customer(customer_id, settings=settings)
+
+
 async def _duplicates(values: dict[str, Any], *, exclude: Any = None) -> dict[str, str]:
     warnings = {}
     for field in ("email", "mobile"):
@@ -131,6 +138,7 @@ async def create_customer(
         for conn in connections.values():
             if conn:
                 await Connection(customer=customer.id, **conn).save()
+        await _sync_billing(customer.id, settings)
         password = await accounts.create_customer_login(customer.id)
         await audit_log.record(
             actor=actor,
@@ -242,6 +250,8 @@ async def update_customer(
                         Connection.id == old["id"]
                     )
                     changes.update({f"{service}.{k}": v for k, v in conn_changes.items()})
+        if not by_customer:
+            await _sync_billing(cid, settings)
         if changes:
             await audit_log.record(
                 actor=actor, entity="customer", entity_id=cid, action="update", changes=changes

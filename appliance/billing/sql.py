@@ -1,0 +1,118 @@
+"""The few SQL spellings that differ between SQLite and PostgreSQL, for set-based billing work.
+
+Only values produced here (integers, hex digits) are ever pasted into SQL text; everything that
+comes from outside travels as a query parameter.
+"""
+
+# SQL text here is assembled from constants and the dialect helpers only; values travel as
+# parameters.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+import re
+import zlib
+from typing import Any
+
+from appliance import clock, db
+from appliance.billing.tables import Charge
+
+
+def sqlite() -> bool:
+    return db.is_sqlite()
+
+
+def uuid7() -> str:
+    """An expression giving a fresh UUIDv7 per row: this instant in milliseconds, then random
+    bits, so rows made in bulk sort and index like the ones :func:`appliance.db.new_id` makes."""
+    millis = int(clock.now().timestamp() * 1000)
+    ts = f"{millis:012x}"
+    assert re.fullmatch(r"[0-9a-f]{12}", ts)
+    if sqlite():
+        return (
+            f"('{ts[:8]}-{ts[8:]}-7' || lower(substr(hex(randomblob(2)), 1, 3)) || '-' "
+            "|| substr('89ab', 1 + (abs(random()) % 4), 1) "
+            "|| lower(substr(hex(randomblob(2)), 1, 3)) || '-' || lower(hex(randomblob(6))))"
+        )
+    return (
+        f"CAST('{ts[:8]}-{ts[8:]}-7' || substr(md5(random()::text), 1, 3) || '-' "
+        "|| substr('89ab', 1 + floor(random() * 4)::int, 1) "
+        "|| substr(md5(random()::text), 1, 3) || '-' "
+        "|| substr(md5(random()::text), 1, 12) AS uuid)"
+    )
+
+
+def period_of(date_sql: str) -> str:
+    """``YYYYMM`` integer of a date expression."""
+    if sqlite():
+        return f"CAST(strftime('%Y%m', {date_sql}) AS INTEGER)"
+    return f"CAST(to_char({date_sql}, 'YYYYMM') AS INTEGER)"
+
+
+def covered_through(date_sql: str) -> str:
+    """Last month a paid-until date covers whole (see :func:`rules.covered_through`)."""
+    if sqlite():
+        return period_of(f"date({date_sql}, '+1 day', 'start of month', '-1 day')")
+    return period_of(f"CAST(date_trunc('month', {date_sql} + 1) - interval '1 day' AS date)")
+
+
+def month_before(date_sql: str) -> str:
+    """Period of the month before the one a date falls in."""
+    if sqlite():
+        return period_of(f"date({date_sql}, 'start of month', '-1 day')")
+    return period_of(f"CAST(date_trunc('month', {date_sql}) - interval '1 day' AS date)")
+
+
+def month_end(period_sql: str) -> str:
+    """Last day of a ``YYYYMM`` period, as a date."""
+    if sqlite():
+        return (
+            f"date(printf('%04d-%02d-01', ({period_sql}) / 100, ({period_sql}) % 100), "
+            "'+1 month', '-1 day')"
+        )
+    return (
+        f"CAST(make_date(({period_sql}) / 100, ({period_sql}) % 100, 1) "
+        "+ interval '1 month' - interval '1 day' AS date)"
+    )
+
+
+def greatest(a: str, b: str) -> str:
+    return f"max({a}, {b})" if sqlite() else f"greatest({a}, {b})"
+
+
+def boolean(value: bool) -> str:
+    return ("1" if value else "0") if sqlite() else ("true" if value else "false")
+
+
+def months_table() -> str:
+    return "(" + " UNION ALL ".join(f"SELECT {m} AS month" for m in range(1, 13)) + ")"
+
+
+async def rows(sql: str, *args: Any) -> list[dict[str, Any]]:
+    return await Charge.raw(sql, *args)
+
+
+async def execute_count(sql: str, *args: Any) -> int:
+    """Run an INSERT or UPDATE and return how many rows it touched (inside a transaction)."""
+    if sqlite():
+        await Charge.raw(sql, *args)
+        result = await Charge.raw("SELECT changes() AS n")
+    else:
+        result = await Charge.raw(
+            f"WITH w AS ({sql} RETURNING 1) SELECT count(*) AS n FROM w", *args
+        )
+    return int(result[0]["n"]) if result else 0
+
+
+async def lock_billing(office_code: str) -> None:
+    """Serialise billing writes of the office, inside the caller's transaction.
+
+    SQLite needs nothing more: :func:`appliance.db.write_transaction` began IMMEDIATE and holds
+    the only write lock. PostgreSQL takes a transaction-scoped advisory lock, so two payments
+    for one customer (or two runs of the year updater) wait for each other instead of both
+    reading the same due.
+    """
+    if sqlite():
+        return
+    key = zlib.crc32(f"ctvms-billing-{office_code}".encode())
+    await Charge.raw("SELECT pg_advisory_xact_lock({})", key)
