@@ -21,6 +21,8 @@ from __future__ import annotations
 import email
 import email.policy
 import os
+import shutil
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -142,6 +144,32 @@ class LiveServer:
         return self.process.ctvms(*args, input=input, check=check)
 
 
+def migrate_with_admin(server: ServerProcess) -> None:
+    server.ctvms("migrate")
+    server.ctvms(
+        "users",
+        "create",
+        "--role",
+        "admin",
+        "--username",
+        ADMIN_USERNAME,
+        input=ADMIN_PASSWORD + "\n",
+    )
+
+
+@pytest.fixture(scope="session")
+def office_template(tmp_path_factory) -> Path:
+    """A SQLite office migrated, with the admin, once per session; each live server copies it
+    (two ``ctvms`` commands fewer per test)."""
+    server = ServerProcess(tmp_path_factory.mktemp("office-template"))
+    migrate_with_admin(server)
+    path = server.data_dir / "ctvms.sqlite3"
+    # Fold the WAL into the main file so a plain copy carries everything.
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return path
+
+
 @pytest.fixture
 def live_server_factory(tmp_path_factory, request) -> Iterator[Callable[..., LiveServer]]:
     started: list[ServerProcess] = []
@@ -163,16 +191,10 @@ def live_server_factory(tmp_path_factory, request) -> Iterator[Callable[..., Liv
         extra.update(env or {})
         server = ServerProcess(tmp_path_factory.mktemp("office"), env=extra)
         started.append(server)
-        server.ctvms("migrate")
-        server.ctvms(
-            "users",
-            "create",
-            "--role",
-            "admin",
-            "--username",
-            ADMIN_USERNAME,
-            input=ADMIN_PASSWORD + "\n",
-        )
+        if "CTVMS_DATABASE_URL" in extra:
+            migrate_with_admin(server)
+        else:
+            shutil.copy(request.getfixturevalue("office_template"), server.data_dir)
         server.start()
         if worker or (worker is None and mail):
             server.start_worker()
