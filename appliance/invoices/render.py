@@ -43,6 +43,13 @@ def mode_label(mode: str) -> str:
     return {"cash": _("Cash"), "online": _("Online")}.get(mode, mode)
 
 
+def receiver_label(view: dict[str, Any]) -> str:
+    # Billing records a customer's own online payment as received by "online".
+    if view["received_by"] in ("", "online") and view["mode"] == "online":
+        return _("The customer, online")
+    return view["received_by"]
+
+
 def month_label(year: int, month: int, *, short: bool = False) -> str:
     """``2026, 3`` -> "March 2026" / "março de 2026" in the current language."""
     skeleton = "yMMM" if short else "yMMMM"
@@ -99,6 +106,7 @@ def invoice_context(
         "address": _address(view["customer"]),
         "issued": i18n.datetime(view["issued_at"], settings.tz, "medium"),
         "mode": mode_label(view["mode"]),
+        "received_by": receiver_label(view),
         "currency": view.get("currency") or settings.currency,
         "layout": layout,
         "layouts": LAYOUTS,

@@ -155,3 +155,10 @@ def test_months_settled_names_each_month_with_its_year():
             "January 2026",
             "March 2026",
         ]
+
+
+def test_a_customers_own_online_payment_names_no_staff(office):
+    view = make_view(mode="online", received_by="online")
+    page = BeautifulSoup(render.render_html(view, office, locale="en"), "html.parser")
+    receiver = page.find("dt", string="Received by").find_next_sibling("dd")
+    assert receiver.get_text() == "The customer, online"
