@@ -6,6 +6,7 @@
 # What it does: installs the system packages Python and WeasyPrint need; creates the `ctvms`
 # user and the data folder /var/lib/ctvms; builds a virtualenv in /opt/ctvms/venv with the
 # project in it; writes /etc/ctvms/ctvms.env on first install (kept afterwards: edit it there);
+# installs /usr/local/bin/ctvms, which runs ctvms with those settings as the `ctvms` user;
 # takes a backup before upgrading an existing office; runs `ctvms init` (migrations and the
 # first admin, whose password it prints once); installs the units and enables ctvms.target.
 #
@@ -20,6 +21,7 @@ DATA_DIR=/var/lib/ctvms
 CONF_DIR=/etc/ctvms
 ENV_FILE=/etc/ctvms/ctvms.env
 UNIT_DIR=/etc/systemd/system
+ADMIN_COMMAND=/usr/local/bin/ctvms
 SERVICE_USER=ctvms
 PYTHON=python3.11
 APT_PACKAGES=(
@@ -62,8 +64,9 @@ for setting in registry():
 '
 }
 
-# Runs a ctvms command with the settings of the env file (argv: env file, then the command's
-# arguments), parsed by CTVMS itself the way systemd reads it: NAME=value, values may hold spaces.
+# Python that runs a ctvms command with the settings of an env file (argv: the file, then the
+# command's arguments), parsed by CTVMS itself the way systemd reads it: NAME=value lines,
+# values may hold spaces. It must hold no single quote: admin_wrapper quotes it with them.
 ENV_LOADER='
 import os, sys
 from pathlib import Path
@@ -73,14 +76,24 @@ from appliance.cli import main
 main(sys.argv[2:])
 '
 
-ctvms_with_env() { "$VENV/bin/python" -c "$ENV_LOADER" "$ENV_FILE" "$@"; }
-
-ctvms_as_service() {
-  (
-    cd "$DATA_DIR"
-    runuser -u "$SERVICE_USER" -- env HOME="$DATA_DIR" XDG_CACHE_HOME="$DATA_DIR/.cache" \
-      CTVMS_DATA_DIR="$DATA_DIR" "$VENV/bin/python" -c "$ENV_LOADER" "$ENV_FILE" "$@"
-  )
+# The `ctvms` command for the administrator ($ADMIN_COMMAND): the services' settings, run as
+# the service user, so what it writes (a restore, a backup) stays readable by the services.
+admin_wrapper() {
+  cat <<EOF
+#!/bin/sh
+# ctvms as the services run it: settings from $ENV_FILE, as the $SERVICE_USER user.
+# Written by install.sh.
+set -e
+cd "$DATA_DIR"
+loader='$ENV_LOADER'
+set -- env HOME="$DATA_DIR" XDG_CACHE_HOME="$DATA_DIR/.cache" CTVMS_DATA_DIR="$DATA_DIR" \\
+  "$VENV/bin/python" -c "\$loader" "$ENV_FILE" "\$@"
+service_user="$SERVICE_USER"
+if [ "\$(id -un)" != "\$service_user" ]; then
+  exec runuser -u "\$service_user" -- "\$@"
+fi
+exec "\$@"
+EOF
 }
 
 main() {
@@ -111,6 +124,11 @@ main() {
   fi
   "$VENV/bin/pip" install --quiet --upgrade "$SRC_DIR"
 
+  say "Installing the ctvms command as $ADMIN_COMMAND"
+  admin_wrapper >"$ADMIN_COMMAND.new"
+  chmod 0755 "$ADMIN_COMMAND.new"
+  mv "$ADMIN_COMMAND.new" "$ADMIN_COMMAND"
+
   if [ ! -f "$ENV_FILE" ]; then
     say "Writing $ENV_FILE"
     env_sample >"$ENV_FILE.new"
@@ -126,11 +144,11 @@ main() {
 
   if [ -f "$DATA_DIR/ctvms.sqlite3" ]; then
     say "Backing the office up before upgrading"
-    ctvms_as_service backup "$DATA_DIR/backups"
+    "$ADMIN_COMMAND" backup "$DATA_DIR/backups"
   fi
 
   say "Initialising the database"
-  ctvms_as_service init
+  "$ADMIN_COMMAND" init
 
   say "Installing the systemd units"
   local units=(ctvms.target) unit
@@ -147,7 +165,8 @@ main() {
   else
     say "systemd is not running here; later: systemctl enable --now ${units[*]}"
   fi
-  say "Edit $ENV_FILE for the office name, code and e-mail, then restart ctvms.target."
+  say "Edit $ENV_FILE (office name, code, e-mail), then: systemctl restart ctvms.target"
+  say "Back up with: sudo ctvms backup /media/usb; restore with: sudo ctvms restore FILE"
 }
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then

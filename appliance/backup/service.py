@@ -126,7 +126,7 @@ def in_use(settings: Settings) -> Iterator[None]:
     """
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(settings.data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(settings.data_dir / LOCK_FILE, os.O_RDONLY | os.O_CREAT, 0o644)
     except OSError:
         log.warning("could not create the in-use lock; restore cannot see this process")
         yield
@@ -149,7 +149,7 @@ def is_in_use(settings: Settings) -> bool:
     path = settings.data_dir / LOCK_FILE
     if not path.exists():
         return False
-    fd = os.open(path, os.O_RDWR)
+    fd = os.open(path, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -162,7 +162,7 @@ def is_in_use(settings: Settings) -> bool:
 @contextlib.contextmanager
 def _exclusive(settings: Settings, *, force: bool) -> Iterator[None]:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(settings.data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(settings.data_dir / LOCK_FILE, os.O_RDONLY | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -550,6 +550,22 @@ def _restore_database(staged: Path, live: Path, aside: Path) -> None:
     _fsync(live.parent)
 
 
+def _require_owner(settings: Settings) -> None:
+    """Root restoring into a folder the services own would leave files they cannot write."""
+    if os.geteuid() != 0 or not settings.data_dir.exists():
+        return
+    owner = settings.data_dir.stat().st_uid
+    if owner != 0:
+        raise RestoreRefused(
+            _(
+                "Restore as the user the services run as (uid %(uid)s), for example with the "
+                "ctvms command the installer puts in /usr/local/bin; as root, the restored "
+                "files would not be writable by the services.",
+                uid=owner,
+            )
+        )
+
+
 def restore_backup(settings: Settings, src: Path, *, force: bool = False) -> dict[str, Any]:
     """Bring back the backup at ``src`` (a folder or a ``.tar.gz``) into the data folder.
 
@@ -557,6 +573,7 @@ def restore_backup(settings: Settings, src: Path, *, force: bool = False) -> dic
     newer schema, unless ``force``. What was there before is kept in ``before-restore-<time>/``.
     """
     _require_sqlite(settings)
+    _require_owner(settings)
     src = src.expanduser().absolute()
     stamp = f"{clock.now():%Y%m%dT%H%M%SZ}"
     with _exclusive(settings, force=force):

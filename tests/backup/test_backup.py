@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -372,3 +373,12 @@ def test_the_backup_settings_are_read_from_the_environment(tmp_path):
 
     with pytest.raises(SettingsError, match="CTVMS_BACKUP_KEEP"):
         Settings.from_env({**env, "CTVMS_BACKUP_KEEP": "0"})
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the guard is about root")
+def test_root_may_not_restore_into_a_data_folder_the_services_own(office, tmp_path):
+    summary = backup.create_backup(office, tmp_path / "dest")
+    os.chown(office.data_dir, 65534, 65534)  # nobody, standing in for the ctvms user
+    with pytest.raises(backup.RestoreRefused, match="uid 65534"):
+        backup.restore_backup(office, Path(summary["path"]))
+    assert not list(office.data_dir.glob("before-restore-*"))

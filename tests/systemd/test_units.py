@@ -4,9 +4,11 @@ parsed for the hardening everywhere, and the script's helpers run against this c
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -203,28 +205,17 @@ def test_the_sample_env_file_lists_every_setting_and_loads(tmp_path):
     for line in sample.splitlines():
         assert not line or line.startswith("#") or "=" in line, line
 
-    # The services read it as systemd does; the script's loader reads it the same way,
-    # values with spaces included.
+    # The admin's ctvms command reads it as systemd does, values with spaces included.
     data = tmp_path / "data"
     env_file = tmp_path / "ctvms.env"
     env_file.write_text(
         sample.replace("CTVMS_DATA_DIR=/var/lib/ctvms", f"CTVMS_DATA_DIR={data}")
         + "CTVMS_OFFICE_NAME=Cabo Norte Sul\nCTVMS_OFFICE_CODE=CNS\n"
     )
+    data.mkdir()
+    command = write_admin_command(tmp_path, venv=venv, data_dir=data, env_file=env_file)
     done = subprocess.run(
-        [
-            "bash",
-            "-c",
-            'source "$1"; VENV="$2"; ENV_FILE="$3"; ctvms_with_env config',
-            "bash",
-            str(INSTALL),
-            str(venv),
-            str(env_file),
-        ],
-        capture_output=True,
-        text=True,
-        env=sandbox_env(),
-        cwd=tmp_path,
+        [str(command), "config"], capture_output=True, text=True, env=sandbox_env()
     )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
@@ -232,3 +223,62 @@ def test_the_sample_env_file_lists_every_setting_and_loads(tmp_path):
     assert "CTVMS_OFFICE_NAME=Cabo Norte Sul" in lines
     assert "CTVMS_OFFICE_CODE=CNS" in lines
     assert "CTVMS_ADVERTISE=True" in lines
+
+
+def write_admin_command(
+    folder: Path, *, venv: Path, data_dir: Path, env_file: Path, user: str | None = None
+) -> Path:
+    """The /usr/local/bin/ctvms wrapper install.sh writes, made for these paths."""
+    user = user or pwd.getpwuid(os.getuid()).pw_name
+    script = subprocess.run(
+        [
+            "bash",
+            "-c",
+            'source "$1"; VENV="$2"; DATA_DIR="$3"; ENV_FILE="$4"; SERVICE_USER="$5"; '
+            "admin_wrapper",
+            "bash",
+            str(INSTALL),
+            str(venv),
+            str(data_dir),
+            str(env_file),
+            user,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    path = folder / "ctvms"
+    path.write_text(script)
+    path.chmod(0o755)
+    return path
+
+
+def test_the_admin_command_is_valid_sh(tmp_path):
+    command = write_admin_command(
+        tmp_path, venv=Path("/opt/ctvms/venv"), data_dir=tmp_path, env_file=tmp_path / "e"
+    )
+    done = subprocess.run(["sh", "-n", str(command)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    tool = shutil.which("shellcheck")
+    if tool is not None:
+        done = subprocess.run([tool, "-s", "sh", str(command)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="switching users needs root")
+def test_the_admin_command_runs_as_the_service_user():
+    # A stand-in interpreter that reports who runs it, in a folder the other user can reach
+    # (pytest's own temporary folders are private to root).
+    with tempfile.TemporaryDirectory(prefix="ctvms-wrapper-") as name:
+        folder = Path(name)
+        folder.chmod(0o755)
+        venv = folder / "venv"
+        (venv / "bin").mkdir(parents=True)
+        (venv / "bin" / "python").write_text("#!/bin/sh\nid -un\n")
+        (venv / "bin" / "python").chmod(0o755)
+        command = write_admin_command(
+            folder, venv=venv, data_dir=folder, env_file=folder / "e", user="nobody"
+        )
+        done = subprocess.run([str(command)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "nobody"
