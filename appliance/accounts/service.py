@@ -158,9 +158,14 @@ async def _find_login(login: str) -> dict[str, Any] | None:
     rows = await User.select(*User.all_columns()).where(User.username == login.lower()).limit(1)
     if rows:
         return rows[0]
+    # An archived customer keeps their e-mail on record; it must not make the address
+    # ambiguous for the current customer who uses it now.
     customer = (
         await Customer.select(Customer.id)
-        .where((Customer.crf == login.upper()) | (Customer.email == login.lower()))
+        .where(
+            (Customer.crf == login.upper())
+            | ((Customer.email == login.lower()) & Customer.archived_at.is_null())
+        )
         .limit(2)
     )
     if len(customer) != 1:

@@ -661,7 +661,7 @@ async def nightly_backup(settings: Settings, today: dt.date | None = None) -> di
         "nightly backup",
         extra={
             "day": summary["day"],
-            "created": summary["created"],
+            "made": summary["created"],
             "removed": len(summary.get("removed", [])),
             "kept": len(summary.get("kept", [])),
         },

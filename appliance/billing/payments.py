@@ -40,6 +40,8 @@ REFERENCE = re.compile(r"[A-Z0-9][A-Z0-9._/:#-]{3,79}")
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_.:-]{8,100}")
 REASON_MAX = 500
 ADMIN_ROLES = ("owner", "admin")
+# Within a month, cable is settled before broadband.
+SERVICE_ORDER = "CASE service WHEN 'cable' THEN 0 ELSE 1 END"
 
 
 def normalise_reference(raw: Any) -> str:
@@ -122,7 +124,7 @@ async def open_charges(customer_id: Any, service: str | None = None) -> list[dic
     if service:
         query += " AND service = {}"
         args.append(service)
-    rows = await Charge.raw(query + " ORDER BY year, month, service", *args)
+    rows = await Charge.raw(query + f" ORDER BY year, month, {SERVICE_ORDER}", *args)
     return rows
 
 

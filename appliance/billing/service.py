@@ -306,7 +306,7 @@ async def _lines(payment_ids: list[Any]) -> dict[Any, list[dict[str, Any]]]:
             "SELECT a.payment, c.service, c.plan_name, c.year, c.month, a.amount "
             "FROM billing_allocations a JOIN billing_charges c ON c.id = a.charge "
             "WHERE a.payment IN (" + ", ".join("{}" for _ in chunk) + ") "
-            "ORDER BY c.year, c.month, c.service",
+            "ORDER BY c.year, c.month, c.service DESC",
             *chunk,
         )
         for r in rows:

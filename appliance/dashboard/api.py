@@ -16,6 +16,7 @@ class Dashboard(msgspec.Struct):
     today: dt.date
     connections: dict[str, dict[str, int]]
     renewals_today: dict[str, int]
+    unread_complaints: int
 
 
 @get(
@@ -23,12 +24,15 @@ class Dashboard(msgspec.Struct):
     opt={"roles": ADMIN},
     operation_id="getDashboard",
     tags=["dashboard"],
-    summary="Connection counts by service and status, renewals due today",
+    summary="Connection counts by service and status, renewals due today, unread complaints",
 )
 async def get_dashboard(request: Request) -> Dashboard:
     data = await dashboard.admin_dashboard(settings_of(request))
     return Dashboard(
-        today=data["today"], connections=data["connections"], renewals_today=data["renewals_today"]
+        today=data["today"],
+        connections=data["connections"],
+        renewals_today=data["renewals_today"],
+        unread_complaints=data["unread_complaints"],
     )
 
 

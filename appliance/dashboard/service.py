@@ -5,17 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from appliance import clock
+from appliance.complaints import service as complaints
 from appliance.customers import service as customers
+from appliance.reports import charts
 from appliance.settings import Settings
 
 
 async def admin_dashboard(settings: Settings) -> dict[str, Any]:
     today = clock.today(settings.tz)
-    return {
+    data = {
         "today": today,
         "connections": await customers.connection_counts(),
         "renewals_today": await customers.renewals_due(today),
+        "unread_complaints": await complaints.unread_count(),
     }
+    data["charts"] = await charts.dashboard_charts(settings, connections=data["connections"])
+    return data
 
 
 async def customer_dashboard(customer_id: Any, settings: Settings) -> dict[str, Any]:

@@ -59,15 +59,19 @@ async def _batch(report: ReportFilter, after: tuple[str, str] | None) -> list[di
     where, args = _where(report)
     keyset = ""
     if after is not None:
-        keyset = " AND (u.crf > {} OR (u.crf = {} AND ch.service > {}))"
+        # Written so that the CRF index gives the start of the range.
+        keyset = " AND u.crf >= {} AND (u.crf > {} OR c.service > {})"
         args += [after[0], after[0], after[1]]
+    # CROSS JOIN keeps SQLite's loops in this order: customers in CRF order (the index gives
+    # the ORDER BY, so LIMIT stops early), then their connections, then the month's charge by
+    # billing's (connection, year, month) index. PostgreSQL plans it as inner joins.
     return await Charge.raw(
         "SELECT ch.id AS charge_id, ch.customer AS customer_id, ch.connection AS connection_id, "
         "ch.service, ch.plan_name, ch.amount, ch.paid, ch.opening, u.crf, u.name, u.house, "
         "u.area, u.mobile, u.email, c.status "
-        "FROM billing_charges ch JOIN customers u ON u.id = ch.customer "
-        "JOIN connections c ON c.id = ch.connection "
-        f"WHERE {where}{keyset} ORDER BY u.crf, ch.service LIMIT {BATCH}",
+        "FROM customers u CROSS JOIN connections c CROSS JOIN billing_charges ch "
+        "WHERE c.customer = u.id AND ch.connection = c.id "
+        f"AND {where}{keyset} ORDER BY u.crf, c.service LIMIT {BATCH}",
         *args,
     )
 

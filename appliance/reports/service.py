@@ -90,7 +90,8 @@ async def create_report(
 ) -> dict[str, Any]:
     """Validate the filters and record the job; build it now when it is small, else queue it.
 
-    Returns the job (see :func:`get_report`): ``done`` when it was built at once.
+    Returns the job (see :func:`get_report`), with ``background`` telling which way it went;
+    a job built at once is ``done`` (or ``failed``).
     """
     report = clean_request(data, today=clock.today(settings.tz))
     await cleanup(settings)
@@ -117,7 +118,8 @@ async def create_report(
             "rows": total,
         },
     )
-    if total <= INLINE_ROWS[report.file_type]:
+    background = total > INLINE_ROWS[report.file_type]
+    if not background:
         from appliance.jobs.queue import run_async
 
         await asyncio.to_thread(run_async, lambda: build_report(job.id, settings, workers=0))
@@ -129,7 +131,7 @@ async def create_report(
         except Exception:
             log.exception("could not queue report %s", job.id)
             await _fail(job.id, _("The job queue could not be reached. Try again in a moment."))
-    return await get_report(job.id)
+    return {**await get_report(job.id), "background": background}
 
 
 async def get_report(job_id: Any) -> dict[str, Any]:

@@ -77,7 +77,7 @@ async def create_report(request: Request) -> Template | Redirect | File:
         job = await reports.create_report(data, actor=request.user, settings=settings)
     except ValidationFailed as exc:
         return await _form_page(request, data, exc.errors, status=422)
-    if job["status"] == "done":
+    if job["status"] == "done" and not job["background"]:
         # Built while the admin waited: the answer is the file itself.
         return _file(*await reports.download(job["id"], settings))
     return see_other(f"/reports/{job['id']}")

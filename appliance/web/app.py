@@ -70,6 +70,7 @@ PAGE_MODULES = [
     "appliance.customers.web",
     "appliance.plans.web",
     "appliance.invoices.web",
+    "appliance.complaints.web",
     "appliance.web.health",
     "appliance.reports.web",
     "appliance.reminders.web",
@@ -81,6 +82,7 @@ API_MODULES = [
     "appliance.plans.api",
     "appliance.dashboard.api",
     "appliance.invoices.api",
+    "appliance.complaints.api",
     "appliance.reports.api",
 ]
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from appliance import clock
 from tests.conftest import run
 from tests.helpers import make_plan
 from tests.reports.ledger import charge, customer_with, pay, reverse
@@ -90,6 +91,15 @@ async def build_office(settings) -> Office:
     return office
 
 
+TODAY = dt.date(2026, 11, 16)
+
+
+def move_clock_to(day: dt.date) -> None:
+    """Make ``day`` the office's today (the ``settings`` fixture puts the clock back)."""
+    clock.shift(dt.datetime.combine(day, dt.time(15)).replace(tzinfo=dt.UTC) - clock.now())
+
+
 @pytest.fixture
 def office(settings) -> Office:
+    move_clock_to(TODAY)
     return run(build_office(settings))
