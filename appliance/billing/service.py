@@ -32,6 +32,7 @@ from appliance.settings import Settings
 __all__ = [
     "account",
     "bill_month",
+    "customer_year",
     "dues",
     "ensure_year",
     "get_payment",
@@ -248,19 +249,24 @@ def cell_state(row: dict[str, Any] | None) -> str:
 async def year_grid(customer_id: Any, year: int) -> dict[str, list[dict[str, Any]]]:
     """Twelve cells per service the customer has, January to December."""
     cid = _uuid(customer_id)
-    services = [
-        r["service"]
-        for r in await Connection.select(Connection.service).where(Connection.customer == cid)
-    ]
-    rows = await Charge.select(
-        Charge.service,
-        Charge.month,
-        Charge.state,
-        Charge.amount,
-        Charge.paid,
-        Charge.plan_name,
-        Charge.opening,
-    ).where((Charge.customer == cid) & (Charge.year == year))
+    conns = await Connection.select(Connection.id, Connection.service).where(
+        Connection.customer == cid
+    )
+    services = {r["service"] for r in conns}
+    # Read through the connections: (connection, year, month) is indexed, the customer is not.
+    rows = (
+        await Charge.select(
+            Charge.service,
+            Charge.month,
+            Charge.state,
+            Charge.amount,
+            Charge.paid,
+            Charge.plan_name,
+            Charge.opening,
+        ).where(Charge.connection.is_in([r["id"] for r in conns]) & (Charge.year == year))
+        if conns
+        else []
+    )
     by_key = {(r["service"], r["month"]): r for r in rows}
     grid = {}
     for service in ("cable", "broadband"):
@@ -287,11 +293,29 @@ async def years_of(customer_id: Any, *, settings: Settings) -> list[int]:
     """Years that can be looked at, newest first: from the first billed one to this one."""
     this_year = clock.today(settings.tz).year
     rows = await Charge.raw(
-        "SELECT min(year) AS first FROM billing_charges WHERE customer = {}", _uuid(customer_id)
+        "SELECT min(year) AS first FROM billing_charges WHERE connection IN "
+        "(SELECT id FROM connections WHERE customer = {})",
+        _uuid(customer_id),
     )
     first = rows[0]["first"] if rows and rows[0]["first"] is not None else this_year
     first = min(int(first), this_year)
     return list(range(this_year, first - 1, -1))
+
+
+async def customer_year(customer_id: Any, year: int, *, settings: Settings) -> dict[str, Any]:
+    """One customer's payment details for ``year``: what they owe now (all years), the month
+    grid per service, and the year's payments (each one an invoice), with the years to pick.
+
+    A year outside the customer's years is still answered (an empty grid), so a typed address
+    never fails.
+    """
+    return {
+        "year": year,
+        "years": await years_of(customer_id, settings=settings),
+        "account": await account(customer_id),
+        "grid": await year_grid(customer_id, year),
+        "payments": await list_payments(customer_id, year=year),
+    }
 
 
 # -- payments and invoices ---------------------------------------------------------------------

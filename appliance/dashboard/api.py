@@ -17,6 +17,8 @@ class Dashboard(msgspec.Struct):
     connections: dict[str, dict[str, int]]
     renewals_today: dict[str, int]
     unread_complaints: int
+    received_this_month: dict[str, int]
+    pending_this_month: dict[str, int]
 
 
 @get(
@@ -24,7 +26,10 @@ class Dashboard(msgspec.Struct):
     opt={"roles": ADMIN},
     operation_id="getDashboard",
     tags=["dashboard"],
-    summary="Connection counts by service and status, renewals due today, unread complaints",
+    summary=(
+        "Connection counts by service and status, renewals due today, unread complaints, "
+        "money received and pending this month per service (minor units)"
+    ),
 )
 async def get_dashboard(request: Request) -> Dashboard:
     data = await dashboard.admin_dashboard(settings_of(request))
@@ -33,6 +38,8 @@ async def get_dashboard(request: Request) -> Dashboard:
         connections=data["connections"],
         renewals_today=data["renewals_today"],
         unread_complaints=data["unread_complaints"],
+        received_this_month=data["money"]["received"],
+        pending_this_month=data["money"]["pending"],
     )
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from appliance import clock
+from appliance.billing import rules
+from appliance.billing import service as billing
 from appliance.complaints import service as complaints
 from appliance.customers import service as customers
 from appliance.reports import charts
@@ -18,6 +20,7 @@ async def admin_dashboard(settings: Settings) -> dict[str, Any]:
         "connections": await customers.connection_counts(),
         "renewals_today": await customers.renewals_due(today),
         "unread_complaints": await complaints.unread_count(),
+        "money": await billing.month_figures(settings, today),
     }
     data["charts"] = await charts.dashboard_charts(settings, connections=data["connections"])
     return data
@@ -25,4 +28,10 @@ async def admin_dashboard(settings: Settings) -> dict[str, Any]:
 
 async def customer_dashboard(customer_id: Any, settings: Settings) -> dict[str, Any]:
     customer = await customers.get_customer(customer_id, include_archived=False)
-    return {"today": clock.today(settings.tz), "customer": customer}
+    account = await billing.account(customer["id"])
+    return {
+        "today": clock.today(settings.tz),
+        "customer": customer,
+        "account": account,
+        "pending": [rules.month_label(y, m) for y, m in account["pending_months"]],
+    }

@@ -16,7 +16,7 @@ async def home(request: Request) -> Template | Redirect:
     if role == "customer":
         return see_other("/portal")
     if role == "agent":
-        return see_other("/customers")
+        return see_other("/collect")
     return Template(
         "dashboard/admin.html", context=await dashboard.admin_dashboard(settings_of(request))
     )

@@ -70,6 +70,7 @@ PAGE_MODULES = [
     "appliance.customers.web",
     "appliance.plans.web",
     "appliance.invoices.web",
+    "appliance.billing.web",
     "appliance.complaints.web",
     "appliance.web.health",
     "appliance.reports.web",
@@ -82,6 +83,7 @@ API_MODULES = [
     "appliance.plans.api",
     "appliance.dashboard.api",
     "appliance.invoices.api",
+    "appliance.billing.api",
     "appliance.complaints.api",
     "appliance.reports.api",
 ]
