@@ -13,6 +13,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -30,6 +31,14 @@ BUSY_TIMEOUT_S = 15.0
 # SQLite settings every connection gets: foreign keys are per connection, and FULL makes a
 # committed payment survive a power cut in WAL mode.
 _PRAGMAS = ("PRAGMA foreign_keys = ON", "PRAGMA synchronous = FULL")
+
+
+def _read_only_folder(database: str) -> bool:
+    """True when the database's folder is on a filesystem mounted read-only."""
+    try:
+        return bool(os.statvfs(Path(database).parent).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def new_id() -> uuid.UUID:
@@ -54,7 +63,14 @@ class ApplianceSQLiteEngine(SQLiteEngine):
         self.pool_size = pool_size
 
     async def get_connection(self) -> aiosqlite.Connection:
-        connection = await aiosqlite.connect(**self.connection_kwargs)
+        kwargs = self.connection_kwargs
+        if _read_only_folder(kwargs["database"]):
+            # SQLite cannot open a WAL database on read-only storage once its -shm file is gone
+            # (after a clean shutdown): reads would fail too. Nothing can change the file
+            # there, so it is opened as immutable; writes fail as "readonly database".
+            uri = Path(kwargs["database"]).resolve().as_uri() + "?mode=ro&immutable=1"
+            kwargs = {**kwargs, "database": uri, "uri": True}
+        connection = await aiosqlite.connect(**kwargs)
         connection.row_factory = dict_factory  # type: ignore[assignment]
         for pragma in _PRAGMAS:
             await connection.execute(pragma)

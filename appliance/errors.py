@@ -7,6 +7,7 @@ and to a page or JSON body in one place. Messages are already translated (see
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Mapping
 
 
@@ -61,3 +62,67 @@ class NeedsConfirmation(ValidationFailed):
     """Input that is valid but looks like a mistake (a duplicate e-mail, say): ask first."""
 
     code = "needs_confirmation"
+
+
+# What SQLite (and the OS) say when the data folder cannot take a write: the disk is full, the
+# folder or file is read-only, or the storage itself fails. Matched on the message because
+# sqlite3 raises them all as OperationalError (or DatabaseError) without a usable code.
+_STORAGE_SIGNS = {
+    "database or disk is full": "full",
+    "no space left on device": "full",
+    "attempt to write a readonly database": "read_only",
+    "read-only file system": "read_only",
+    "readonly database": "read_only",
+    "disk i/o error": "io_error",
+}
+
+
+def storage_trouble(exc: BaseException) -> str | None:
+    """``"full"``, ``"read_only"`` or ``"io_error"`` when ``exc`` (or what caused it) means the
+    storage refused a write; None for anything else (a lock timeout is not storage trouble)."""
+    seen = 0
+    while exc is not None and seen < 5:
+        text = str(exc).lower()
+        for sign, kind in _STORAGE_SIGNS.items():
+            if sign in text:
+                return kind
+        if isinstance(exc, OSError) and exc.errno is not None:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                return "full"
+            if exc.errno == errno.EROFS:
+                return "read_only"
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return None
+
+
+class StorageUnavailable(DomainError):
+    """The box cannot store anything right now (disk full, read-only data folder, failing
+    storage). Reads keep working; writes are refused until the storage is back."""
+
+    status_code = 503
+    code = "storage_unavailable"
+
+    def __init__(self, kind: str) -> None:
+        from appliance.i18n import gettext as _
+
+        self.kind = kind
+        messages = {
+            "full": _(
+                "The box's disk is full, so nothing new can be saved. Nothing was changed. "
+                "You can still look things up; free some space (or ask the office's technician) "
+                "and try again."
+            ),
+            "read_only": _(
+                "The box's data folder is read-only, so nothing new can be saved. Nothing was "
+                "changed. You can still look things up; ask the office's technician to check "
+                "the storage, then try again."
+            ),
+        }
+        super().__init__(
+            messages.get(kind)
+            or _(
+                "The box's storage is failing, so nothing new can be saved. Nothing was "
+                "changed. Ask the office's technician to check the disk, then try again."
+            )
+        )

@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import logging
 import secrets
+import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,7 @@ from appliance.errors import (
     NotFound,
     RateLimited,
     ValidationFailed,
+    storage_trouble,
 )
 from appliance.i18n import gettext as _
 
@@ -276,7 +278,13 @@ async def resolve_session(
         await Session.delete().where(Session.id == sid)
         return None
     if now - row["last_seen_at"] > TOUCH_EVERY:
-        await Session.update({Session.last_seen_at: now}).where(Session.id == sid)
+        try:
+            await Session.update({Session.last_seen_at: now}).where(Session.id == sid)
+        except sqlite3.Error as exc:
+            # A full or read-only disk must not log anyone out of reading: the touch waits.
+            if storage_trouble(exc) is None:
+                raise
+            log.warning("session not touched: storage %s", storage_trouble(exc))
     user = row["user"]
     if user["role"] == "customer" and user["customer"]:
         from appliance.customers.tables import Customer

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -35,7 +36,14 @@ def configure_queue(settings: Settings, *, immediate: bool = False) -> Huey:
         huey.storage_class = SqliteStorage
         huey.storage_kwargs = {"filename": str(settings.queue_path), "timeout": 15}
     huey._immediate = False
-    huey.storage = huey.create_storage()
+    try:
+        huey.storage = huey.create_storage()
+    except sqlite3.OperationalError as exc:
+        # A read-only or full data folder must not keep the web server from serving reads:
+        # open the queue without making its tables; enqueueing fails (quietly) until the
+        # storage is back.
+        log.warning("the job queue cannot be opened for writing: %s", exc)
+        huey.storage = SqliteStorage(huey.name, create_tables=False, **huey.storage_kwargs)
     return huey
 
 

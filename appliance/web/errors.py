@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from typing import Any
 from urllib.parse import quote
 
@@ -17,7 +18,7 @@ from litestar.exceptions import (
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
-from appliance.errors import DomainError, ValidationFailed
+from appliance.errors import DomainError, StorageUnavailable, ValidationFailed, storage_trouble
 from appliance.i18n import gettext as _
 from appliance.web.auth import PasswordChangeRequired, is_api
 
@@ -35,6 +36,7 @@ def _titles() -> dict[int, str]:
         422: _("Some values need correcting"),
         429: _("Too many attempts"),
         500: _("Something went wrong on the box"),
+        503: _("The box cannot save anything right now"),
     }
 
 
@@ -104,6 +106,18 @@ def http_error(request: Request, exc: HTTPException) -> Response[Any]:
     return _answer(request, status, "error", _titles().get(status, exc.detail))
 
 
+def storage_error(request: Request, exc: Exception) -> Response[Any]:
+    """A database or file error: a clear 503 when the storage refused a write (disk full,
+    read-only data folder, failing disk), otherwise an unexpected error."""
+    kind = storage_trouble(exc)
+    if kind is None:
+        return unexpected(request, exc)
+    log.warning(
+        "write refused on %s %s: storage %s (%s)", request.method, request.url.path, kind, exc
+    )
+    return domain_error(request, StorageUnavailable(kind))
+
+
 def unexpected(request: Request, exc: Exception) -> Response[Any]:
     log.exception("unexpected error on %s %s", request.method, request.url.path)
     return _answer(
@@ -121,5 +135,7 @@ HANDLERS: dict[Any, Any] = {
     NotFoundException: not_found,
     ValidationException: invalid_request,
     HTTPException: http_error,
+    sqlite3.Error: storage_error,
+    OSError: storage_error,
     Exception: unexpected,
 }
