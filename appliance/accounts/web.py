@@ -116,10 +116,20 @@ async def change_password(request: Request) -> Template | Redirect:
 
 
 @get("/lang/{code:str}", opt=PUBLIC)
-async def choose_language(code: FromPath[str], next: FromQuery[str | None] = None) -> Redirect:
+async def choose_language(
+    request: Request, code: FromPath[str], next: FromQuery[str | None] = None
+) -> Redirect:
     response = see_other(safe_next(next))
     if code in SUPPORTED:
-        response.set_cookie(LANG_COOKIE, code, samesite="lax", max_age=365 * 86400, path="/")
+        response.set_cookie(
+            LANG_COOKIE,
+            code,
+            samesite="lax",
+            httponly=True,
+            secure=settings_of(request).secure_cookies,
+            max_age=365 * 86400,
+            path="/",
+        )
     return response
 
 

@@ -24,7 +24,7 @@ from appliance.web.forms import see_other, settings_of
 # allows the inline styles e-mails use, and nothing else (no scripts, no requests).
 PREVIEW_HEADERS = {
     "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
-    "frame-ancestors 'self'; sandbox",
+    "frame-ancestors 'self'; base-uri 'none'; sandbox",
     "x-frame-options": "SAMEORIGIN",
 }
 

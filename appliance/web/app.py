@@ -42,25 +42,17 @@ SECURITY_HEADERS = [
 ]
 
 
-def _security_headers(app: Any) -> Any:
-    async def middleware(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                present = {name.lower() for name, _ in headers}
-                headers += [h for h in SECURITY_HEADERS if h[0] not in present]
-                if not scope["path"].startswith("/static/"):
-                    headers.append((b"cache-control", b"no-store"))
-                message["headers"] = headers
-            await send(message)
-
-        await app(scope, receive, send_with_headers)
-
-    return middleware
+async def _security_headers(message: Message, scope: Any) -> None:
+    """Added in ``before_send``, not a middleware: middlewares run per route, and the answers
+    of the router itself (no such page, method not allowed) need the headers too."""
+    if message["type"] != "http.response.start":
+        return
+    headers = list(message.get("headers", []))
+    present = {name.lower() for name, _ in headers}
+    headers += [h for h in SECURITY_HEADERS if h[0] not in present]
+    if not scope["path"].startswith("/static/"):
+        headers.append((b"cache-control", b"no-store"))
+    message["headers"] = headers
 
 
 # Each feature's page handlers (``web.py``) and API handlers (``api.py``) export ``ROUTES``.
@@ -121,7 +113,8 @@ def create_app(settings: Settings | None = None, *, queue: bool = True) -> Lites
     )
     return Litestar(
         route_handlers=[static, *page_routes(), api_router()],
-        middleware=[_security_headers, DefineMiddleware(IdentityMiddleware, settings=settings)],
+        middleware=[DefineMiddleware(IdentityMiddleware, settings=settings)],
+        before_send=[_security_headers],
         guards=[role_guard],
         csrf_config=CSRFConfig(
             secret=settings.secret_key,

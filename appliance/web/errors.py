@@ -48,6 +48,9 @@ def _answer(
         if errors:
             body["errors"] = errors
         return Response(body, status_code=status, media_type=MediaType.JSON)
+    # A path no route matches (404, 405) never passed the identity middleware, which runs per
+    # route; the page layout asks who is signed in, so say "nobody" rather than fail with a 500.
+    request.scope.setdefault("user", None)
     return Template(
         template_name="error.html",
         context={

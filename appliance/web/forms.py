@@ -28,6 +28,10 @@ def safe_next(target: str | None, default: str = "/") -> str:
     parsed = urlparse(target)
     if parsed.scheme or parsed.netloc or not target.startswith("/") or target.startswith("//"):
         return default
+    # Browsers read a backslash as "/" and drop tabs and newlines, so "/" + backslash +
+    # "evil.example", or "/", a tab and "/evil.example", would leave the box like "//" does.
+    if "\\" in target or any(ord(ch) < 32 or ord(ch) == 127 for ch in target):
+        return default
     return target
 
 

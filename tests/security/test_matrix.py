@@ -3,13 +3,10 @@ expected answer derived from the route's own role declaration (see tests/securit
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-from appliance.web.auth import SESSION_COOKIE
 from tests.conftest import run
-from tests.helpers import html
+from tests.security.caller import Caller
 from tests.security.matrix import (
     ACTORS,
     PLAUSIBLE_BODY,
@@ -19,57 +16,6 @@ from tests.security.matrix import (
     unknown_params,
 )
 from tests.security.snapshot import changes, snapshot
-from tests.security.world import World, session_token, user_id_of
-
-
-class Caller:
-    """Sends one request as one actor: a browser session (with a valid CSRF pair) for pages,
-    a bearer token for the API. A write gets a fresh session, so a logout or password change
-    among the routes does not sign the actor out of the rest of the matrix."""
-
-    def __init__(self, client, world: World, actor: str) -> None:
-        self.client = client
-        self.world = world
-        self.actor = actor
-        client.cookies.clear()
-        page = html(client.get("/login"))
-        self.csrf_token = page.find("input", attrs={"name": "_csrf_token"})["value"]
-        self.csrf_cookie = client.cookies.get("ctvms_csrf")
-        self.tokens: dict[str, str] = {}
-
-    def _token(self, kind: str, fresh: bool) -> str:
-        if fresh or kind not in self.tokens:
-            user = user_id_of(self.world, self.actor)
-            self.tokens[kind] = run(session_token(self.world.settings, user, kind=kind))
-        return self.tokens[kind]
-
-    def send(
-        self,
-        route: Route,
-        path: str,
-        *,
-        body: dict[str, Any] | None = None,
-        query: dict[str, str] | None = None,
-    ):
-        client = self.client
-        client.cookies.clear()
-        client.cookies.set("ctvms_csrf", self.csrf_cookie)
-        headers = {}
-        signed_in = self.actor != "anonymous"
-        if route.is_api:
-            if signed_in:
-                token = self._token("api", route.is_write)
-                headers["authorization"] = f"Bearer {token}"
-        elif signed_in:
-            client.cookies.set(SESSION_COOKIE, self._token("web", route.is_write))
-        kwargs: dict[str, Any] = {"headers": headers, "params": query, "follow_redirects": False}
-        if route.is_write:
-            if route.is_api:
-                kwargs["json"] = body or {}
-            else:
-                headers["x-csrftoken"] = self.csrf_token
-                kwargs["data"] = {**(body or {}), "_csrf_token": self.csrf_token}
-        return client.request(route.method, path, **kwargs)
 
 
 def expected_problem(route: Route, actor: str, response) -> str | None:
