@@ -250,7 +250,9 @@ async def _collect_page(
 
 
 @get("/collect", opt={"roles": STAFF})
-async def collect(request: Request, q: FromQuery[str] = "", customer: FromQuery[str] = "") -> Any:
+async def collect(
+    request: Request, q: FromQuery[str] = "", customer: FromQuery[str] = ""
+) -> Template:
     """The field agent's screen: find the customer, see the due, take the money."""
     cid = _customer_id(customer)
     if cid is not None:

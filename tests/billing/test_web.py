@@ -230,7 +230,9 @@ def test_admin_reverses_a_payment_with_a_reason(client, office, settings):
 def test_agent_finds_the_customer_takes_cash_and_gets_the_invoice_to_print(client, office):
     login(client, office["agent"]["username"])
     assert client.get("/", follow_redirects=False).headers["location"] == "/collect"
-    page = html(client.get("/collect", params={"q": "carla"}))
+    r = client.get("/collect", params={"q": "carla"})
+    assert r.headers["content-type"].startswith("text/html")
+    page = html(r)
     link = page.select_one("#pick a")["href"]
     page = html(client.get(link))
     cid = office["carla"]["id"]
