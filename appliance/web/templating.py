@@ -11,6 +11,7 @@ from litestar.template.config import TemplateConfig
 from appliance import i18n
 from appliance.plans.service import service_label
 from appliance.settings import Settings
+from appliance.web.health import storage_message, storage_status
 
 TEMPLATE_DIRS = [Path(__file__).parent / "templates"]
 
@@ -56,6 +57,7 @@ def template_config(settings: Settings) -> TemplateConfig[Engine]:
             "settings": settings,
             "locale": i18n.current_locale,
             "locales": i18n.SUPPORTED,
+            "storage_problem": lambda: storage_message(storage_status(settings)),
         }
         env.globals.update(globals_)
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from bs4 import BeautifulSoup
 
 from tests.reliability.office import (
     ADMIN_PASSWORD,
@@ -136,13 +137,23 @@ def _assert_refused(api: httpx.Client, pages: httpx.Client, message: str) -> Non
     assert message in answer.text
 
 
-def _assert_reads_work(api: httpx.Client, pages: httpx.Client, customer_id: str) -> None:
+def _assert_reads_work(
+    api: httpx.Client, pages: httpx.Client, customer_id: str, banner: str | None = None
+) -> None:
+    """Reads answer; the admin's pages carry the storage banner (``banner``) or none."""
     one = api.get(f"/api/v1/customers/{customer_id}")
     assert one.status_code == 200 and one.json()["name"] == "Stored Before"
     found = api.get("/api/v1/customers", params={"search": "stored before"})
     assert found.status_code == 200 and found.json()["total"] == 1
     page = pages.get("/customers", params={"q": "stored"})
     assert page.status_code == 200 and "Stored Before" in page.text
+    dashboard = pages.get("/")
+    assert dashboard.status_code == 200
+    alert = BeautifulSoup(dashboard.text, "html.parser").select_one(".storage-alert")
+    if banner is None:
+        assert alert is None, alert.get_text()
+    else:
+        assert alert is not None and banner in alert.get_text(), "no storage banner"
     refused = api.get("/api/v1/customers", params={"search": "refused through"})
     assert refused.json()["total"] == 0, "a refused write left a row behind"
 
@@ -180,7 +191,7 @@ def test_full_disk_refuses_writes_keeps_reads_and_recovers(office_on, small_disk
     filler = _fill(small_disk)
 
     _assert_refused(api, pages, FULL_MESSAGE)
-    _assert_reads_work(api, pages, customer_id)
+    _assert_reads_work(api, pages, customer_id, banner="The disk is full")
     _wait_health(server.base_url, "ok, storage full")
 
     filler.unlink()
@@ -205,7 +216,7 @@ def test_read_only_data_folder_refuses_writes_keeps_reads_and_recovers(office_on
         server.start(port=server.port)
         _wait_health(server.base_url, "ok, storage read_only")
         _assert_refused(api, pages, READ_ONLY_MESSAGE)
-        _assert_reads_work(api, pages, customer_id)
+        _assert_reads_work(api, pages, customer_id, banner="The data folder is read-only")
         server.stop()
     finally:
         server.stop()
