@@ -29,3 +29,24 @@ def cli_env(settings) -> dict[str, str]:
 @pytest.fixture
 def env_for():
     return cli_env
+
+
+_KEEP = object()
+
+
+async def set_connection(connection_id, *, expires_on=_KEEP, registered_on=_KEEP, status=_KEEP):
+    """Write a connection's dates and status as given, past billing's own bookkeeping.
+
+    Saving a customer through the service makes the expiry agree with the month grid (billing),
+    so a status test that needs an exact expiry day (today, 60 days ago) writes it here.
+    """
+    from appliance.customers.tables import Connection
+
+    values = {}
+    if expires_on is not _KEEP:
+        values[Connection.expires_on] = expires_on
+    if registered_on is not _KEEP:
+        values[Connection.registered_on] = registered_on
+    if status is not _KEEP:
+        values[Connection.status] = status
+    await Connection.update(values).where(Connection.id == connection_id)

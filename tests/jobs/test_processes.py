@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import signal
 import subprocess
@@ -16,7 +17,7 @@ from appliance.jobs import registry
 from appliance.jobs.runner import JOBS
 from appliance.jobs.tables import JobLock, JobRun
 from tests.helpers import make_customer, make_plan
-from tests.jobs.conftest import cli_env
+from tests.jobs.conftest import cli_env, set_connection
 
 DEADLINE_S = 60
 
@@ -37,6 +38,7 @@ async def _seed_lapsed(settings, n: int = 3) -> list[object]:
             cable_status="active",
         )
         ids.append(c["connections"]["cable"]["id"])
+        await set_connection(ids[-1], expires_on=dt.date(2020, 6, 30), status="active")
     return ids
 
 

@@ -24,6 +24,7 @@ from appliance.jobs.runner import (
 )
 from appliance.jobs.tables import JobLock, JobRun
 from tests.helpers import make_customer, make_plan
+from tests.jobs.conftest import set_connection
 
 
 @pytest.fixture
@@ -49,12 +50,13 @@ async def _runs(job):
 
 async def test_a_run_is_recorded_with_its_summary(settings):
     plan = await make_plan()
-    await make_customer(
+    customer = await make_customer(
         settings,
         cable_plan=str(plan["id"]),
         cable_registered_on="2020-01-01",
         cable_expires_on="2020-01-31",
     )
+    await set_connection(customer["connections"]["cable"]["id"], status="active")
     outcome = await run_job(
         settings, registry.STATUS_UPDATER, trigger="cli", today=dt.date(2027, 1, 1)
     )

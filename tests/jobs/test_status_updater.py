@@ -10,6 +10,7 @@ from appliance import clock
 from appliance.customers.status import status_on, update_statuses
 from appliance.customers.tables import Connection
 from tests.helpers import make_customer, make_plan
+from tests.jobs.conftest import set_connection
 
 TODAY = dt.date(2027, 3, 15)
 
@@ -40,6 +41,9 @@ async def _seed(settings, wrong_status: str) -> dict[str, object]:
             cable_status=wrong_status,
         )
         ids[label] = customer["connections"]["cable"]["id"]
+        await set_connection(
+            ids[label], expires_on=expires, registered_on=registered, status=wrong_status
+        )
     return ids
 
 
