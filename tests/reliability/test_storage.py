@@ -4,7 +4,8 @@ tmpfs mounted for the test. The box must refuse writes with a clear message (503
 again once the storage is back.
 
 Mounting needs root (CAP_SYS_ADMIN); where it is not permitted the tests skip and say so, and
-``test_immutable_database_refuses_writes`` (``chattr +i``) covers the read-only case instead.
+``test_immutable_database_refuses_writes_and_keeps_reads`` (``chattr +i`` on the database file)
+covers the read-only case instead.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import errno
+import functools
 import itertools
 import shutil
 import sqlite3
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,11 +45,27 @@ def _run(*command: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, capture_output=True, text=True, check=False)
 
 
+@functools.cache
+def mount_problem() -> str | None:
+    """Why a filesystem cannot be mounted here (None when it can): tried once per run."""
+    if shutil.which("mount") is None:
+        return "no mount command"
+    probe = Path(tempfile.mkdtemp(prefix="ctvms-mount-probe-"))
+    try:
+        done = _run("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(probe))
+        if done.returncode != 0:
+            return done.stderr.strip() or f"mount exited {done.returncode}"
+        _run("umount", str(probe))
+        return None
+    finally:
+        probe.rmdir()
+
+
 @pytest.fixture
 def small_disk(tmp_path) -> Iterator[Path]:
     """A 16 MiB tmpfs mounted on a temporary folder, unmounted afterwards."""
-    if shutil.which("mount") is None:
-        pytest.skip("mounting a filesystem is not permitted here: no mount command")
+    if problem := mount_problem():
+        pytest.skip(f"mounting a filesystem is not permitted here: {problem}")
     mount_point = tmp_path / "disk"
     mount_point.mkdir()
     done = _run("mount", "-t", "tmpfs", "-o", "size=16m,mode=0755", "tmpfs", str(mount_point))
@@ -228,3 +247,42 @@ def test_read_only_data_folder_refuses_writes_keeps_reads_and_recovers(office_on
     again = _new_customer(api, "Stored After")
     assert again.status_code == 201, again.text
     _assert_reads_work(api, pages, customer_id)
+
+
+def test_immutable_database_refuses_writes_and_keeps_reads(tmp_path):
+    """The fallback where no filesystem can be mounted: the database file made immutable
+    (``chattr +i``, which stops root too, unlike a file mode)."""
+    if mount_problem() is None:
+        pytest.skip("a tmpfs can be mounted here, so the read-only data folder test covers this")
+    server, _ = prepare(tmp_path / "office")
+    database = server.data_dir / "ctvms.sqlite3"
+    with server:
+        server.start()
+        token = api_token(server.base_url, ADMIN_USERNAME, ADMIN_PASSWORD)
+        api = httpx.Client(
+            base_url=server.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+        )
+        pages = page_client(server.base_url, ADMIN_USERNAME, ADMIN_PASSWORD)
+        with api, contextlib.closing(pages):
+            stored = _new_customer(api, "Stored Before")
+            assert stored.status_code == 201, stored.text
+            server.stop()
+            done = _run("chattr", "+i", str(database))
+            if done.returncode != 0:
+                pytest.skip(
+                    "neither mounting a filesystem nor chattr +i is permitted here: "
+                    f"{mount_problem()}; {done.stderr.strip()}"
+                )
+            try:
+                server.start(port=server.port)
+                _wait_health(server.base_url, "ok, storage read_only")
+                _assert_refused(api, pages, READ_ONLY_MESSAGE)
+                _assert_reads_work(
+                    api, pages, stored.json()["id"], banner="The data folder is read-only"
+                )
+                server.stop()
+            finally:
+                _run("chattr", "-i", str(database))
+            server.start(port=server.port)
+            again = _new_customer(api, "Stored After")
+            assert again.status_code == 201, again.text
