@@ -117,9 +117,20 @@ def test_an_empty_excel_report_opens_in_libreoffice_with_zero_totals(settings, o
     assert totals["CRF"] == "Total: 0 rows" and amount(totals["Charged"]) == 0
 
 
-def test_poppler_reads_the_pdf_report_without_complaint(settings, office):
+@pytest.mark.parametrize(
+    ("classification", "service", "expected", "charged"),
+    [
+        ("paid", "cable", ["ana", "bruno", "elisa"], "R$149.70"),
+        ("paid", "broadband", ["gil"], "R$89.90"),
+        ("unpaid", "cable", ["hugo"], "R$49.90"),
+        ("unpaid", "broadband", ["ana", "carla"], "R$179.80"),
+    ],
+)
+def test_poppler_reads_the_pdf_report_without_complaint(
+    settings, office, classification, service, expected, charged
+):
     pdfinfo = need("pdfinfo", "poppler-utils")
-    pdf = make(settings, service="both", classification="unpaid", file_type="pdf")
+    pdf = make(settings, service=service, classification=classification, file_type="pdf")
     info = subprocess.run([pdfinfo, str(pdf)], capture_output=True, text=True, check=True)
     assert info.stderr == ""
     assert re.search(r"Page size:\s+841\.89 x 595\.2\d+ pts \(A4\)", info.stdout), info.stdout
@@ -130,6 +141,8 @@ def test_poppler_reads_the_pdf_report_without_complaint(settings, office):
         check=True,
     )
     assert text.stderr == ""
-    assert "Unpaid charges report" in text.stdout and "Totals" in text.stdout
-    for key in ("ana", "carla", "hugo"):
-        assert office.crf[key] in text.stdout
+    title = "Paid charges report" if classification == "paid" else "Unpaid charges report"
+    assert title in text.stdout and "Page 1 of 1" in text.stdout
+    assert re.findall(r"\bTS\d{6}\b", text.stdout) == [office.crf[k] for k in expected]
+    totals = text.stdout[text.stdout.index("Totals") :]
+    assert charged in totals
