@@ -10,7 +10,11 @@ import datetime as dt
 from typing import Any
 
 from litestar.connection import ASGIConnection
-from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.exceptions import (
+    NotAuthorizedException,
+    NotFoundException,
+    PermissionDeniedException,
+)
 from litestar.handlers import BaseRouteHandler
 from litestar.types import ASGIApp, Receive, Scope, Send
 
@@ -76,6 +80,9 @@ class IdentityMiddleware:
             await self.app(scope, receive, send)
             return
         path = scope["path"]
+        if "\x00" in path:
+            # No file or route has a NUL in its name; the static files would fail with a 500.
+            raise NotFoundException()
         cookies = _cookies(scope)
         identity = None
         if not path.startswith("/static/"):
