@@ -6,7 +6,7 @@ HOST ?= 0.0.0.0
 PORT ?= 8000
 STAMP := $(VENV)/.installed
 
-.PHONY: run install test lint format bench messages clean
+.PHONY: run install test lint format bench audit messages clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -39,6 +39,10 @@ format: install
 # Seeds a 20,000-customer demo office and measures it (bench/README.md); BENCH_ARGS="--runs 3".
 bench: install
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# Known vulnerabilities in the installed dependencies (asks the PyPI advisory service online).
+audit: install
+	$(BIN)/pip-audit --skip-editable
 
 # Re-extract the message catalogue after changing user-visible strings.
 messages: $(STAMP)
