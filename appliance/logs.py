@@ -30,3 +30,6 @@ def setup(level: str | None = None) -> None:
     root.setLevel(level or os.environ.get("CTVMS_LOG_LEVEL", "INFO"))
     # huey logs every task start at INFO; keep its chatter to warnings.
     logging.getLogger("huey").setLevel(logging.WARNING)
+    # aiosqlite logs every statement with its parameters at DEBUG, and the outbox's parameters
+    # are e-mail bodies with temporary passwords and one-time codes: never below INFO.
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)
