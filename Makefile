@@ -40,9 +40,10 @@ format: install
 bench: install
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
-# Known vulnerabilities in the installed dependencies (asks the PyPI advisory service online).
+# Known vulnerabilities in the installed dependencies (asks the PyPI advisory service online;
+# --strict: a dependency that could not be checked fails the audit instead of passing quietly).
 audit: install
-	$(BIN)/pip-audit --skip-editable
+	$(BIN)/pip-audit --skip-editable --strict
 
 # Re-extract the message catalogue after changing user-visible strings.
 messages: $(STAMP)

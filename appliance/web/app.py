@@ -58,6 +58,7 @@ async def _security_headers(message: Message, scope: Any) -> None:
 # Each feature's page handlers (``web.py``) and API handlers (``api.py``) export ``ROUTES``.
 PAGE_MODULES = [
     "appliance.accounts.web",
+    "appliance.accounts.otp_web",
     "appliance.dashboard.web",
     "appliance.customers.web",
     "appliance.plans.web",

@@ -7,6 +7,7 @@ import sqlite3
 from typing import Any
 from urllib.parse import quote
 
+import msgspec
 from litestar import MediaType, Request, Response
 from litestar.exceptions import (
     HTTPException,
@@ -15,6 +16,7 @@ from litestar.exceptions import (
     PermissionDeniedException,
     ValidationException,
 )
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
@@ -37,6 +39,34 @@ def _titles() -> dict[int, str]:
         429: _("Too many attempts"),
         500: _("Something went wrong on the box"),
         503: _("The box cannot save anything right now"),
+    }
+
+
+class ErrorBody(msgspec.Struct, omit_defaults=True):
+    """What every API error answers: a code, a message a person can act on, and for invalid
+    input the message per field."""
+
+    error: str
+    message: str
+    errors: dict[str, str] | None = None
+
+
+def api_error_responses() -> dict[int, ResponseSpec]:
+    """The error answers any API operation can give (see the handlers below), for the OpenAPI
+    document: a client generated from it then knows every status it may receive."""
+    described = {
+        400: "The request is malformed or has values of the wrong type",
+        401: "No valid bearer token, or wrong credentials",
+        403: "The token's role may not do this, or it is another customer's data",
+        404: "There is no such record",
+        409: "It conflicts with what is recorded",
+        422: "Some values need correcting (messages per field)",
+        429: "Too many attempts; wait and try again",
+        503: "The box cannot save anything right now (disk full or read-only)",
+    }
+    return {
+        status: ResponseSpec(data_container=ErrorBody, description=text, generate_examples=False)
+        for status, text in described.items()
     }
 
 

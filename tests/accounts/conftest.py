@@ -1,0 +1,1 @@
+from tests.system.smtp import mailbox, smtp_client, smtp_settings  # noqa: F401
