@@ -21,7 +21,7 @@ from appliance import db
 from appliance.jobs.queue import configure_queue
 from appliance.settings import Settings
 from appliance.web.auth import IdentityMiddleware, role_guard
-from appliance.web.errors import HANDLERS
+from appliance.web.errors import HANDLERS, api_error_responses
 from appliance.web.templating import template_config
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,7 @@ API_MODULES = [
     "appliance.billing.api",
     "appliance.complaints.api",
     "appliance.reports.api",
+    "appliance.sync.api",
 ]
 
 
@@ -87,11 +88,21 @@ def _routes(modules: list[str]) -> list[Any]:
 
 
 def api_router() -> Router:
-    return Router(path="/api/v1", route_handlers=_routes(API_MODULES))
+    handlers = _routes(API_MODULES)
+    # Every operation documents the error answers errors.py gives, besides its own.
+    common = api_error_responses()
+    for handler in handlers:
+        handler.responses = {**common, **(handler.responses or {})}
+    return Router(path="/api/v1", route_handlers=handlers)
 
 
 def page_routes() -> list[Any]:
     return _routes(PAGE_MODULES)
+
+
+def page_router() -> Router:
+    # Pages answer HTML and are not part of the API: the OpenAPI document describes /api only.
+    return Router(path="/", route_handlers=page_routes(), include_in_schema=False)
 
 
 def create_app(settings: Settings | None = None, *, queue: bool = True) -> Litestar:
@@ -113,7 +124,7 @@ def create_app(settings: Settings | None = None, *, queue: bool = True) -> Lites
         cache_control=CacheControlHeader(max_age=86400),
     )
     return Litestar(
-        route_handlers=[static, *page_routes(), api_router()],
+        route_handlers=[static, page_router(), api_router()],
         middleware=[DefineMiddleware(IdentityMiddleware, settings=settings)],
         before_send=[_security_headers],
         guards=[role_guard],
