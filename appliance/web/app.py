@@ -79,7 +79,6 @@ API_MODULES = [
     "appliance.billing.api",
     "appliance.complaints.api",
     "appliance.reports.api",
-    "appliance.sync.api",
 ]
 
 
