@@ -33,6 +33,11 @@ class Caller:
             self.tokens[kind] = run(session_token(self.world.settings, user, kind=kind))
         return self.tokens[kind]
 
+    def sign_in(self) -> None:
+        """Open the page session and the API token now rather than at the first request."""
+        self._token("web", False)
+        self._token("api", False)
+
     def send(
         self,
         route: Route,
