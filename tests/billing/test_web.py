@@ -129,7 +129,7 @@ def test_a_past_year_can_be_viewed(client, office, settings):
     assert years == ["2027", "2026"]
     # A nonsense year falls back to this year instead of failing.
     page = html(client.get("/billing", params={"customer": str(cid), "year": "abc"}))
-    assert page.find("table", class_="grid")["data-year"] == "2027"
+    assert page.find("table", class_="month-grid")["data-year"] == "2027"
 
 
 BAD_INPUT = [
