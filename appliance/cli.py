@@ -177,6 +177,7 @@ COMMAND_MODULES: list[str] = [
     "appliance.lan.cli",
     "appliance.backup.cli",
     "appliance.jobs.cli",
+    "appliance.sync.cli",
 ]
 
 

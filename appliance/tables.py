@@ -19,6 +19,7 @@ from appliance.mail.tables import OutboxMessage
 from appliance.plans.tables import Plan
 from appliance.reminders.tables import Reminder, ReminderBatch
 from appliance.reports.tables import ReportJob
+from appliance.sync.tables import SYNC_TABLES
 
 ALL_TABLES = [
     Plan,
@@ -47,4 +48,5 @@ ALL_TABLES = [
     ReminderBatch,
     Reminder,
     ReportJob,
+    *SYNC_TABLES,
 ]

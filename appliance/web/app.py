@@ -79,6 +79,7 @@ API_MODULES = [
     "appliance.billing.api",
     "appliance.complaints.api",
     "appliance.reports.api",
+    "appliance.sync.api",
 ]
 
 

@@ -1,0 +1,315 @@
+"""Applying changes from other nodes (central applying a box's push, a box applying a pull).
+
+Runs inside the caller's transaction with the capture triggers switched off, one savepoint per
+change: a change that cannot be applied (a duplicate invoice number, a missing parent row, a
+schema this node cannot read) rolls back alone and goes to the dead letters with the reason; the
+rest of the batch goes on.
+
+- Append-only tables (payments, allocations, reversals, complaint events): insert if absent.
+- The others merge per field: a field takes the remote value when the remote change's
+  (HLC, node id) beats the newest change this node knows for that field. When the remote edit
+  started from another value than the one here (its ``old`` differs) both sides edited the field
+  concurrently: the loser is kept in ``sync_conflicts`` for the owner.
+- Rows two offices created for the same thing (the same month of the same connection, for a
+  customer both bill) have different ids: the later one becomes an alias of the row here and
+  every change naming it is translated first, so both merge into one row.
+"""
+
+# Table and column names in SQL text come from fixed lists (codec.MODES, the migration's
+# SYNCED), never from a request; values are always bound parameters.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from appliance.sync import codec
+from appliance.sync.state import ACCEPTED_VERSIONS, SCHEMA_VERSION
+from appliance.sync.tables import SyncChange, SyncConflict, SyncDeadLetter
+
+log = logging.getLogger(__name__)
+
+NATURAL_KEYS = {
+    "billing_charges": ("connection", "year", "month"),
+    "billing_accounts": ("customer",),
+    "billing_connections": ("connection",),
+    "connections": ("customer", "service"),
+}
+# Columns that reference rows which can be aliases.
+ALIASED_REFERENCES = {"charge": "billing_charges", "connection": "connections"}
+
+
+class Rejected(Exception):
+    """A change this node cannot apply; the message is the dead letter's reason."""
+
+
+@dataclass
+class Outcome:
+    applied: int = 0
+    duplicates: int = 0
+    dead: int = 0
+    conflicts: int = 0
+    newer_schema: bool = False
+    customers: set[Any] = field(default_factory=set)
+    billing_customers: set[Any] = field(default_factory=set)
+
+
+async def _raw(sql: str, *args: Any) -> list[dict[str, Any]]:
+    return await SyncChange.raw(sql, *args)
+
+
+async def known(change_id: Any) -> bool:
+    return bool(await _raw("SELECT 1 AS x FROM sync_changes WHERE id = {}", change_id))
+
+
+async def _alias(remote_id: Any) -> Any:
+    rows = await _raw("SELECT local_id FROM sync_aliases WHERE remote_id = {}", remote_id)
+    return rows[0]["local_id"] if rows else None
+
+
+async def _translate(change: dict[str, Any]) -> None:
+    table = change["table_name"]
+    if table in NATURAL_KEYS and (local := await _alias(change["row_id"])):
+        change["row_id"] = str(local)
+        if "id" in change["data"]:
+            change["data"]["id"] = str(local)
+    for column, target in ALIASED_REFERENCES.items():
+        value = change["data"].get(column)
+        if value and target in NATURAL_KEYS and (local := await _alias(value)):
+            change["data"][column] = str(local)
+
+
+async def _select_row(table: str, row_id: Any) -> dict[str, Any] | None:
+    rows = await _raw(f'SELECT * FROM "{table}" WHERE id = {{}}', row_id)
+    return rows[0] if rows else None
+
+
+async def _insert(table: str, values: dict[str, Any]) -> None:
+    names = ", ".join(f'"{k}"' for k in values)
+    marks = ", ".join("{}" for _ in values)
+    await _raw(f'INSERT INTO "{table}" ({names}) VALUES ({marks})', *values.values())
+
+
+async def _update(table: str, row_id: Any, values: dict[str, Any]) -> None:
+    sets = ", ".join(f'"{k}" = {{}}' for k in values)
+    await _raw(f'UPDATE "{table}" SET {sets} WHERE id = {{}}', *values.values(), row_id)
+
+
+async def _natural_twin(table: str, values: dict[str, Any]) -> Any:
+    keys = NATURAL_KEYS.get(table)
+    if not keys or any(k not in values for k in keys):
+        return None
+    where = " AND ".join(f'"{k}" = {{}}' for k in keys)
+    rows = await _raw(f'SELECT id FROM "{table}" WHERE {where}', *(values[k] for k in keys))
+    return rows[0]["id"] if rows else None
+
+
+def _values(table: str, data: dict[str, Any]) -> dict[str, Any]:
+    types = codec.column_types(table)
+    values = {k: codec.decode(table, k, v) for k, v in data.items() if k in types}
+    for column in codec.LOCAL_REFERENCES.get(table, ()):
+        if column in values:
+            values[column] = None
+    return values
+
+
+async def _field_stamps(table: str, row_id: Any, change_id: Any) -> dict[str, tuple[int, str]]:
+    """The newest (HLC, node) this node knows for each field of a row."""
+    rows = await _raw(
+        "SELECT hlc, node_id, data FROM sync_changes WHERE table_name = {} AND row_id = {} "
+        "AND id <> {} AND origin IN ('local', 'remote')",
+        table,
+        row_id,
+        change_id,
+    )
+    stamps: dict[str, tuple[int, str]] = {}
+    for row in rows:
+        stamp = (int(row["hlc"]), str(row["node_id"]))
+        for name in json.loads(row["data"]):
+            if name not in stamps or stamp > stamps[name]:
+                stamps[name] = stamp
+    return stamps
+
+
+async def _merge_fields(change: dict[str, Any], row: dict[str, Any], outcome: Outcome) -> None:
+    table = change["table_name"]
+    values = _values(table, change["data"])
+    values.pop("id", None)
+    stamps = await _field_stamps(table, row["id"], change["id"])
+    remote = (int(change["hlc"]), str(change["node_id"]))
+    old = change.get("old") or {}
+    updates: dict[str, Any] = {}
+    for name, value in values.items():
+        current = row.get(name)
+        if codec.same(table, name, current, value):
+            continue
+        local = stamps.get(name, (0, ""))
+        remote_wins = remote > local
+        if remote_wins:
+            updates[name] = value
+        concurrent = name in old and not codec.same(table, name, old[name], current)
+        if concurrent and name not in codec.QUIET_FIELDS:
+            winner, loser = ((value, remote), (current, local))
+            if not remote_wins:
+                winner, loser = loser, winner
+            await SyncConflict.insert(
+                SyncConflict(
+                    table_name=table,
+                    row_id=row["id"],
+                    field=name,
+                    winner_value=json.dumps(codec.to_json(winner[0])),
+                    winner_hlc=winner[1][0],
+                    winner_node=uuid.UUID(winner[1][1]) if winner[1][1] else uuid.UUID(int=0),
+                    loser_value=json.dumps(codec.to_json(loser[0])),
+                    loser_hlc=loser[1][0],
+                    loser_node=uuid.UUID(loser[1][1]) if loser[1][1] else uuid.UUID(int=0),
+                )
+            )
+            outcome.conflicts += 1
+    if updates:
+        await _update(table, row["id"], updates)
+
+
+async def _apply_row(change: dict[str, Any], outcome: Outcome, *, central: bool) -> bool:
+    """Apply one change; False when it is only recorded (nothing to write here)."""
+    table = change["table_name"]
+    if table not in codec.MODES:
+        raise Rejected(f"unknown table {table!r}")
+    if table == "outbox":
+        if central:
+            await _mail_status(change)
+        return False
+    await _translate(change)
+    row = await _select_row(table, change["row_id"])
+    if row is None:
+        if change["op"] != "insert":
+            raise Rejected("an update of a row this node does not have")
+        values = _values(table, change["data"])
+        twin = await _natural_twin(table, values)
+        if twin is not None:
+            await _raw(
+                "INSERT INTO sync_aliases (table_name, remote_id, local_id) VALUES ({}, {}, {})",
+                table,
+                change["row_id"],
+                twin,
+            )
+            change["row_id"] = str(twin)
+            change["data"]["id"] = str(twin)
+            row = await _select_row(table, twin)
+            if codec.MODES[table] == codec.MERGE and row is not None:
+                await _merge_fields(change, row, outcome)
+            return True
+        await _insert(table, values)
+        return True
+    if codec.MODES[table] == codec.APPEND:
+        return True
+    await _merge_fields(change, row, outcome)
+    return True
+
+
+async def _mail_status(change: dict[str, Any]) -> None:
+    data = change["data"]
+    values = {
+        k: codec.decode("outbox", k, data[k])
+        for k in ("kind", "to_addr", "status", "attempts", "last_error", "created_at", "sent_at")
+        if k in data
+    }
+    if not await _raw("SELECT 1 AS x FROM sync_mail_status WHERE id = {}", change["row_id"]):
+        await _insert(
+            "sync_mail_status",
+            {"id": uuid.UUID(str(change["row_id"])), "office_code": change["office_code"]},
+        )
+    if values:
+        await _update("sync_mail_status", uuid.UUID(str(change["row_id"])), values)
+
+
+async def _record(change: dict[str, Any], *, origin: str, feed: bool) -> None:
+    feed_seq = None
+    if feed:
+        rows = await _raw(
+            "UPDATE sync_state SET feed_seq = feed_seq + 1 WHERE key = 'local' RETURNING feed_seq"
+        )
+        feed_seq = rows[0]["feed_seq"]
+    await _raw(
+        "INSERT INTO sync_changes (id, seq, hlc, node_id, office_code, table_name, row_id, "
+        "customer_id, op, data, old, schema_version, sent, origin, feed_seq) VALUES "
+        "({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
+        uuid.UUID(str(change["id"])),
+        int(change["seq"]),
+        int(change["hlc"]),
+        uuid.UUID(str(change["node_id"])),
+        change.get("office_code") or "",
+        change["table_name"],
+        uuid.UUID(str(change["row_id"])),
+        uuid.UUID(str(change["customer_id"])) if change.get("customer_id") else None,
+        change["op"],
+        json.dumps(change["data"]),
+        json.dumps(change.get("old") or {}),
+        int(change.get("schema_version") or SCHEMA_VERSION),
+        True,
+        origin,
+        feed_seq,
+    )
+
+
+async def dead_letter(change: dict[str, Any], reason: str) -> None:
+    row_id = change.get("row_id")
+    await SyncDeadLetter.insert(
+        SyncDeadLetter(
+            change_id=uuid.UUID(str(change["id"])),
+            node_id=uuid.UUID(str(change["node_id"])),
+            office_code=change.get("office_code") or "",
+            table_name=str(change.get("table_name") or ""),
+            row_id=uuid.UUID(str(row_id)) if row_id else None,
+            change=json.dumps(change, default=str),
+            reason=reason,
+        )
+    )
+
+
+async def apply_changes(changes: list[dict[str, Any]], *, central: bool) -> Outcome:
+    """Apply ``changes`` (in order) inside the caller's transaction."""
+    outcome = Outcome()
+    for change in changes:
+        if await known(change["id"]):
+            outcome.duplicates += 1
+            continue
+        version = int(change.get("schema_version") or SCHEMA_VERSION)
+        if version > SCHEMA_VERSION:
+            outcome.newer_schema = True
+            if not central:
+                # A box cannot read it: stop here and keep the rest for after the update.
+                break
+        await _raw("SAVEPOINT sync_change")
+        try:
+            if version not in ACCEPTED_VERSIONS:
+                raise Rejected(
+                    f"schema version {version} is not accepted here "
+                    f"(accepted: {', '.join(map(str, ACCEPTED_VERSIONS))})"
+                )
+            written = await _apply_row(change, outcome, central=central)
+            feed = central and change["table_name"] != "outbox"
+            await _record(change, origin="remote", feed=feed)
+            await _raw("RELEASE SAVEPOINT sync_change")
+        except Exception as exc:  # any failure of one change dead-letters it
+            await _raw("ROLLBACK TO SAVEPOINT sync_change")
+            await _raw("RELEASE SAVEPOINT sync_change")
+            reason = exc.args[0] if isinstance(exc, Rejected) else f"{type(exc).__name__}: {exc}"
+            log.warning(
+                "sync change rejected",
+                extra={"change": str(change["id"]), "table": change.get("table_name")},
+            )
+            await dead_letter(change, str(reason))
+            await _record(change, origin="dead", feed=False)
+            outcome.dead += 1
+            continue
+        outcome.applied += 1
+        if written and change.get("customer_id"):
+            outcome.customers.add(change["customer_id"])
+            if change["table_name"] in codec.BILLING_TABLES:
+                outcome.billing_customers.add(change["customer_id"])
+    return outcome

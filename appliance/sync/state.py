@@ -1,0 +1,72 @@
+"""This node's sync state, the sync-apply switch of the capture triggers, and the clock."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from appliance import db
+from appliance.sync import hlc
+from appliance.sync.tables import LOCAL, SyncState
+
+SCHEMA_VERSION = 1
+ACCEPTED_VERSIONS = (SCHEMA_VERSION - 1, SCHEMA_VERSION)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+async def get_state() -> dict[str, Any]:
+    rows = await SyncState.select().where(SyncState.key == LOCAL)
+    return rows[0]
+
+
+async def update_state(**values: Any) -> None:
+    await SyncState.update({getattr(SyncState, k): v for k, v in values.items()}).where(
+        SyncState.key == LOCAL
+    )
+
+
+async def set_applying(on: bool) -> None:
+    """Inside the current transaction: stop (or resume) logging changes as local ones."""
+    if db.is_sqlite():
+        await SyncState.raw(
+            "UPDATE sync_state SET applying = {} WHERE key = 'local'", 1 if on else 0
+        )
+    else:
+        await SyncState.raw(f"SET LOCAL ctvms.sync_applying = '{'on' if on else 'off'}'")
+
+
+@asynccontextmanager
+async def applying() -> AsyncIterator[None]:
+    """Rows written inside are sync's own (applied from another node), not local changes.
+    Must run inside a transaction; a rollback also undoes the switch."""
+    await set_applying(True)
+    yield
+    await set_applying(False)
+
+
+async def receive_stamp(remote: int) -> bool:
+    """Move this node's HLC past a remote stamp; True when the stamp was too far ahead."""
+    state = await get_state()
+    merged = hlc.receive(state["hlc"], remote, now_ms())
+    await SyncState.raw(
+        "UPDATE sync_state SET hlc = {} WHERE key = 'local' AND hlc < {}",
+        merged.stamp,
+        merged.stamp,
+    )
+    return merged.future
+
+
+async def pending_count() -> int:
+    state = await get_state()
+    rows = await SyncState.raw(
+        "SELECT count(*) AS n FROM sync_changes WHERE origin = 'local' AND sent = {} "
+        "AND node_id = {}",
+        False,
+        state["node_id"],
+    )
+    return int(rows[0]["n"])

@@ -1,0 +1,45 @@
+"""Push and pull over real HTTP between boxes (SQLite) and central (a ``ctvms serve`` process on
+PostgreSQL)."""
+
+from __future__ import annotations
+
+from appliance.customers.tables import Customer
+from appliance.sync.tables import SyncChange
+from tests.billing.conftest import pay, subscriber
+from tests.helpers import make_plan
+
+
+async def _customers() -> dict[str, str]:
+    return {str(r["id"]): r["name"] for r in await Customer.select(Customer.id, Customer.name)}
+
+
+async def test_push_then_pull_reaches_the_other_box_of_the_office(central, make_box):
+    a = await make_box(central, "AA")
+    await a.use()
+    plans = {"cable": await make_plan(service="cable", monthly_price="100.00")}
+    customer = await subscriber(a.settings, plans, cable="2026-12-01", name="Ana Souza")
+    await pay(a.settings, customer, "100.00")
+    summary = await a.sync()
+    assert summary["pushed"] > 0
+    await a.use()
+    assert await SyncChange.count().where(SyncChange.sent == False) == 0  # noqa: E712
+
+    await central.use()
+    assert (await _customers())[str(customer["id"])] == "Ana Souza"
+    rows = await Customer.raw("SELECT office FROM customers WHERE id = {}", customer["id"])
+    assert rows[0]["office"] == "AA"
+
+    # A second box of the same office starts empty and bootstraps, then pulls.
+    code = await central.new_office("BB")  # another office: must not receive AA's rows
+    assert code
+    b = await make_box(central, "AA", enroll=False)
+    from appliance.sync import central as central_service
+
+    await central.use()
+    fresh = await central_service.new_enroll_code("AA")
+    from tests.sync.conftest import enroll_box
+
+    await enroll_box(b, central, fresh)
+    await b.sync()
+    await b.use()
+    assert (await _customers())[str(customer["id"])] == "Ana Souza"
