@@ -69,6 +69,7 @@ PAGE_MODULES = [
     "appliance.reports.web",
     "appliance.reminders.web",
     "appliance.system.web",
+    "appliance.sync.web",
 ]
 API_MODULES = [
     "appliance.accounts.api",

@@ -33,6 +33,12 @@ def role_label(role: str) -> str:
     }.get(role, role)
 
 
+def _sync_alerts(settings: Settings) -> list[str]:
+    from appliance.sync.review import box_alerts
+
+    return box_alerts(settings)
+
+
 def template_config(settings: Settings) -> TemplateConfig[Engine]:
     def configure(engine: Engine) -> None:
         env = engine.engine
@@ -58,6 +64,7 @@ def template_config(settings: Settings) -> TemplateConfig[Engine]:
             "locale": i18n.current_locale,
             "locales": i18n.SUPPORTED,
             "storage_problem": lambda: storage_message(storage_status(settings)),
+            "sync_alerts": lambda: _sync_alerts(settings),
         }
         env.globals.update(globals_)
 

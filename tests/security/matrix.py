@@ -81,6 +81,12 @@ PARAMS: dict[str, Filler] = {
     "code": lambda w, o, t: "en",
     "year": lambda w, o, t: str(clock.today(w.settings.tz).year),
     "month": lambda w, o, t: str(clock.today(w.settings.tz).month),
+    # Sync review at central (a box answers 404 for these): no row of the seeded office.
+    "office_code": lambda w, o, t: w.settings.office_code,
+    "node_id": lambda w, o, t: _FALLBACK["uuid"],
+    "conflict_id": lambda w, o, t: _FALLBACK["uuid"],
+    "letter_id": lambda w, o, t: _FALLBACK["uuid"],
+    "flag_id": lambda w, o, t: _FALLBACK["uuid"],
 }
 # Parameters that name one customer's data: a customer naming the other's must be refused.
 OWNED = frozenset(
