@@ -200,33 +200,42 @@ async def monthly_ledger(
     ]
 
 
-async def month_figures(settings: Settings, day: dt.date | None = None) -> dict[str, Any]:
+async def month_figures(
+    settings: Settings, day: dt.date | None = None, *, office: str = ""
+) -> dict[str, Any]:
     """Money received (from the ledger, reversals left out) and still pending in the month
-    of ``day`` (default today), per service."""
+    of ``day`` (default today), per service; of one office's customers when ``office`` is
+    given (central holds every office's)."""
     day = day or clock.today(settings.tz)
+    scope = " AND c.customer IN (SELECT id FROM customers WHERE office = {})" if office else ""
+    extra = [office] if office else []
     first = day.replace(day=1)
     last = rules.month_end(rules.period_of(day))
     received = {
         r["service"]: int(r["n"] or 0)
         for r in await Charge.raw(
-            "SELECT c.service, SUM(a.amount) AS n FROM billing_payments p "
+            "SELECT c.service, SUM(a.amount) AS n FROM billing_payments p "  # noqa: S608
             "JOIN billing_allocations a ON a.payment = p.id "
             "JOIN billing_charges c ON c.id = a.charge "
             "WHERE p.paid_on >= {} AND p.paid_on <= {} AND NOT EXISTS "
-            "(SELECT 1 FROM billing_reversals r WHERE r.payment = p.id) GROUP BY c.service",
+            "(SELECT 1 FROM billing_reversals r WHERE r.payment = p.id)"
+            + scope
+            + " GROUP BY c.service",
             first,
             last,
+            *extra,
         )
     }
     pending = {
         r["service"]: int(r["n"] or 0)
         for r in await Charge.raw(
-            "SELECT c.service, SUM(c.amount - c.paid) AS n FROM billing_charges c "
+            "SELECT c.service, SUM(c.amount - c.paid) AS n FROM billing_charges c "  # noqa: S608
             "JOIN customers u ON u.id = c.customer WHERE c.state = 'billed' "
             "AND c.paid < c.amount AND c.year = {} AND c.month = {} "
-            "AND u.archived_at IS NULL GROUP BY c.service",
+            "AND u.archived_at IS NULL" + scope + " GROUP BY c.service",
             day.year,
             day.month,
+            *extra,
         )
     }
     return {"year": day.year, "month": day.month, "received": received, "pending": pending}

@@ -11,6 +11,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from piccolo.columns.combination import WhereRaw
+
 from appliance import clock
 from appliance.complaints.tables import (
     CATEGORIES,
@@ -227,8 +229,10 @@ async def list_complaints(
     customer_id: Any = None,
     page: int = 1,
     per_page: int = PAGE_SIZE,
+    office: str = "",
 ) -> Page:
-    """Complaints newest first, filtered; ``customer_id`` limits them to one customer."""
+    """Complaints newest first, filtered; ``customer_id`` limits them to one customer,
+    ``office`` to one office's customers (central holds every office's)."""
     page = max(1, page)
     per_page = min(max(1, per_page), 200)
     where = Complaint.id.is_not_null()
@@ -242,6 +246,8 @@ async def list_complaints(
         where &= Complaint.read_at.is_not_null()
     if customer_id is not None:
         where &= Complaint.customer == customer_id
+    if office:
+        where &= _of_office(office)
     total = await Complaint.count().where(where)
     rows = (
         await Complaint.select(
@@ -267,9 +273,18 @@ async def list_complaints(
     return Page(rows=rows, total=total, page=page, per_page=per_page)
 
 
-async def unread_count() -> int:
+def _of_office(office: str) -> WhereRaw:
+    return WhereRaw(
+        '"complaints"."customer" IN (SELECT id FROM customers WHERE office = {})', office
+    )
+
+
+async def unread_count(*, office: str = "") -> int:
     """Complaints the office has not marked read (the dashboard's badge)."""
-    return await Complaint.count().where(Complaint.read_at.is_null())
+    where = Complaint.read_at.is_null()
+    if office:
+        where &= _of_office(office)
+    return await Complaint.count().where(where)
 
 
 async def _current(key: uuid.UUID) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from appliance.complaints import service as complaints
 from appliance.complaints.tables import CATEGORIES, STATUSES
 from appliance.errors import Conflict, ValidationFailed
 from appliance.i18n import gettext as _
+from appliance.sync import review
 from appliance.web.auth import ADMIN, CUSTOMER
 from appliance.web.forms import form_data, page_number, safe_next, see_other, settings_of
 
@@ -39,17 +40,22 @@ async def complaint_list(
     category: FromQuery[str] = "",
     unread: FromQuery[str] = "",
     page: FromQuery[str] = "1",
+    office: FromQuery[str] = "",
 ) -> Template:
+    settings = settings_of(request)
     filters = {
         "status": status if status in STATUSES else "",
         "category": category if category in CATEGORIES else "",
         "unread": unread if unread in ("0", "1") else "",
+        # At central: one office's complaints, or every office's.
+        "office": await review.office_filter(settings, office),
     }
     result = await complaints.list_complaints(
         status=filters["status"] or None,
         category=filters["category"] or None,
         unread=_unread_filter(filters["unread"]),
         page=page_number(page),
+        office=filters["office"],
     )
     name = "complaints/_list.html" if request.headers.get("hx-request") else "complaints/list.html"
     return Template(
@@ -57,7 +63,8 @@ async def complaint_list(
         context={
             "result": result,
             "filters": filters,
-            "unread_total": await complaints.unread_count(),
+            "unread_total": await complaints.unread_count(office=filters["office"]),
+            "office_choices": await review.office_choices() if review.is_central(settings) else [],
             **_labels(),
         },
     )

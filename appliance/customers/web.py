@@ -16,6 +16,7 @@ from appliance.customers.tables import STATUSES
 from appliance.customers.validation import CONTACT_FIELDS
 from appliance.errors import NeedsConfirmation, ValidationFailed
 from appliance.plans import service as plans
+from appliance.sync import review
 from appliance.web.auth import ADMIN, CUSTOMER, STAFF
 from appliance.web.forms import form_data, page_number, see_other, settings_of
 
@@ -38,6 +39,8 @@ async def _form(
             "confirm": confirm,
             "plans": await plans.list_plans(),
             "statuses": STATUSES,
+            # At central a new customer is given to one office (see create_customer).
+            "office_choices": await review.office_choices() if customer is None else [],
         },
     )
 
@@ -56,10 +59,25 @@ async def customer_list(
     q: FromQuery[str] = "",
     page: FromQuery[str] = "1",
     archived: FromQuery[bool] = False,
+    office: FromQuery[str] = "",
 ) -> Template:
-    result = await customers.search_customers(q, page=page_number(page), archived=archived)
+    settings = settings_of(request)
+    office = await review.office_filter(settings, office)
+    result = await customers.search_customers(
+        q, page=page_number(page), archived=archived, office=office
+    )
     name = "customers/_results.html" if request.headers.get("hx-request") else "customers/list.html"
-    return Template(name, context={"result": result, "q": q, "archived": archived})
+    choices = await review.office_choices() if review.is_central(settings) else []
+    return Template(
+        name,
+        context={
+            "result": result,
+            "q": q,
+            "archived": archived,
+            "office": office,
+            "office_choices": choices,
+        },
+    )
 
 
 @get("/customers/new", opt={"roles": ADMIN})
@@ -76,11 +94,13 @@ async def new_customer(request: Request) -> Template:
 async def create_customer(request: Request) -> Template | Redirect:
     data = await form_data(request)
     try:
+        office = await review.check_office(settings_of(request), data.get("office"))
         customer = await customers.create_customer(
             data,
             actor=request.user,
             settings=settings_of(request),
             confirm_duplicates=data.get("confirm") == "1",
+            office=office,
         )
     except NeedsConfirmation as exc:
         return await _form(data, exc.errors, confirm=True, status=422)

@@ -13,16 +13,20 @@ from appliance.reports import charts
 from appliance.settings import Settings
 
 
-async def admin_dashboard(settings: Settings) -> dict[str, Any]:
+async def admin_dashboard(settings: Settings, *, office: str = "") -> dict[str, Any]:
+    """The office's figures; at central every office's, or one office's with ``office``."""
     today = clock.today(settings.tz)
     data = {
         "today": today,
-        "connections": await customers.connection_counts(),
-        "renewals_today": await customers.renewals_due(today),
-        "unread_complaints": await complaints.unread_count(),
-        "money": await billing.month_figures(settings, today),
+        "office": office,
+        "connections": await customers.connection_counts(office=office),
+        "renewals_today": await customers.renewals_due(today, office=office),
+        "unread_complaints": await complaints.unread_count(office=office),
+        "money": await billing.month_figures(settings, today, office=office),
     }
-    data["charts"] = await charts.dashboard_charts(settings, connections=data["connections"])
+    data["charts"] = await charts.dashboard_charts(
+        settings, connections=data["connections"], office=office
+    )
     return data
 
 

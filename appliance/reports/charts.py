@@ -74,20 +74,22 @@ _cache_lock = threading.Lock()
 async def _ledger_version() -> tuple[Any, ...]:
     """Changes whenever a payment, reversal or charge row is added (ids are time-ordered);
     each part is one look at the end of a primary-key index."""
+    # ORDER BY ... LIMIT 1 rather than max(id): PostgreSQL has no max() of a uuid.
     rows = await Charge.raw(
-        "SELECT (SELECT max(id) FROM billing_payments) AS p, "
-        "(SELECT max(id) FROM billing_reversals) AS r, "
-        "(SELECT max(id) FROM billing_charges) AS c"
+        "SELECT (SELECT id FROM billing_payments ORDER BY id DESC LIMIT 1) AS p, "
+        "(SELECT id FROM billing_reversals ORDER BY id DESC LIMIT 1) AS r, "
+        "(SELECT id FROM billing_charges ORDER BY id DESC LIMIT 1) AS c"
     )
     row = rows[0] if rows else {}
     return (str(row.get("p")), str(row.get("r")), str(row.get("c")))
 
 
 async def collections(
-    settings: Settings, today: dt.date, *, months: int = MONTHS
+    settings: Settings, today: dt.date, *, months: int = MONTHS, office: str = ""
 ) -> dict[str, list[MonthFigures]]:
-    """Per service, each of the last ``months`` months' received and pending money."""
-    key = (settings.database_url, today, months)
+    """Per service, each of the last ``months`` months' received and pending money (of one
+    office's customers when ``office`` is given)."""
+    key = (settings.database_url, today, months, office)
     version = await _ledger_version()
     with _cache_lock:
         cached = _cache.get(key)
@@ -96,14 +98,17 @@ async def collections(
     periods = last_months(today, months)
     (first_year, first_month), (last_year, last_month) = periods[0], periods[-1]
     rows = await Charge.raw(
-        "SELECT service, year, month, SUM(paid) AS received, "
+        "SELECT service, year, month, SUM(paid) AS received, "  # noqa: S608
         "SUM(CASE WHEN paid < amount THEN amount - paid ELSE 0 END) AS pending "
         "FROM billing_charges WHERE state = 'billed' AND year BETWEEN {} AND {} "
-        "AND year * 100 + month BETWEEN {} AND {} GROUP BY service, year, month",
+        "AND year * 100 + month BETWEEN {} AND {}"
+        + (" AND customer IN (SELECT id FROM customers WHERE office = {})" if office else "")
+        + " GROUP BY service, year, month",
         first_year,
         last_year,
         first_year * 100 + first_month,
         last_year * 100 + last_month,
+        *([office] if office else []),
     )
     found = {(r["service"], r["year"], r["month"]): r for r in rows}
     empty = {"received": 0, "pending": 0}
@@ -269,13 +274,18 @@ def status_chart(counts: dict[str, dict[str, int]], *, title: str) -> Markup:
 
 
 async def dashboard_charts(
-    settings: Settings, *, connections: dict[str, dict[str, int]] | None = None
+    settings: Settings,
+    *,
+    connections: dict[str, dict[str, int]] | None = None,
+    office: str = "",
 ) -> dict[str, Any]:
     """What ``dashboard/_charts.html`` draws. ``connections`` ({service: {status: n}}) may be
-    passed when the caller counted them already."""
+    passed when the caller counted them already; ``office`` limits the figures to one office."""
     today = clock.today(settings.tz)
-    figures = await collections(settings, today)
-    counts = connections if connections is not None else await customers.connection_counts()
+    figures = await collections(settings, today, office=office)
+    counts = (
+        connections if connections is not None else await customers.connection_counts(office=office)
+    )
     money = []
     for service in SERVICES:
         title = _("%(service)s: money of the last 12 months' charges, received and pending",
