@@ -36,6 +36,7 @@ class ReportFilter:
     month: int
     classification: str
     file_type: str
+    office: str = ""  # central: one office's customers; '' for all
 
     @property
     def services(self) -> tuple[str, ...]:

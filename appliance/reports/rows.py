@@ -34,11 +34,15 @@ def _marks(values: list[Any]) -> str:
 def _where(report: ReportFilter) -> tuple[str, list[Any]]:
     services = list(report.services)
     settled = "ch.paid < ch.amount" if report.unpaid else "ch.paid >= ch.amount"
-    return (
+    where = (
         f"ch.year = {{}} AND ch.month = {{}} AND ch.state = 'billed' AND {settled} "
-        f"AND ch.service IN ({_marks(services)})",
-        [report.year, report.month, *services],
+        f"AND ch.service IN ({_marks(services)})"
     )
+    args: list[Any] = [report.year, report.month, *services]
+    if report.office:
+        where += " AND ch.customer IN (SELECT id FROM customers WHERE office = {})"
+        args.append(report.office)
+    return where, args
 
 
 async def count_rows(report: ReportFilter) -> int:

@@ -74,6 +74,7 @@ def report_of(job: Mapping[str, Any]) -> ReportFilter:
         month=job["month"],
         classification=job["classification"],
         file_type=job["file_type"],
+        office=job.get("office") or "",
     )
 
 
@@ -93,7 +94,12 @@ async def create_report(
     Returns the job (see :func:`get_report`), with ``background`` telling which way it went;
     a job built at once is ``done`` (or ``failed``).
     """
-    report = clean_request(data, today=clock.today(settings.tz))
+    offices = None
+    if settings.role == "central":
+        from appliance.sync.review import office_choices
+
+        offices = [code for code, _name in await office_choices()]
+    report = clean_request(data, today=clock.today(settings.tz), offices=offices)
     await cleanup(settings)
     total = await report_rows.count_rows(report)
     job = ReportJob(
@@ -103,6 +109,7 @@ async def create_report(
         month=report.month,
         classification=report.classification,
         file_type=report.file_type,
+        office=report.office,
         locale=i18n.current_locale(),
         rows_total=total,
     )
@@ -169,13 +176,12 @@ def _view(row: dict[str, Any]) -> dict[str, Any]:
 
 def report_label(report: ReportFilter) -> str:
     """ "Unpaid · Broadband · November 2026" in the current language."""
-    return " · ".join(
-        (
-            classification_label(report.classification),
-            service_choice_label(report.service),
-            month_label(report.year, report.month),
-        )
+    parts = (
+        classification_label(report.classification),
+        service_choice_label(report.service),
+        month_label(report.year, report.month),
     )
+    return " · ".join(parts + ((report.office,) if report.office else ()))
 
 
 async def download(job_id: Any, settings: Settings) -> tuple[Path, str, str]:
@@ -184,7 +190,8 @@ async def download(job_id: Any, settings: Settings) -> tuple[Path, str, str]:
     path = file_path(settings, job)
     if job["status"] != "done" or not path.is_file():
         raise NotFound(_("This report is not ready, or it was deleted after two days."))
-    name = download_name(report_of(job), settings.office_code)
+    report = report_of(job)
+    name = download_name(report, report.office or settings.office_code)
     return path, name, MEDIA_TYPES[job["file_type"]]
 
 

@@ -25,6 +25,9 @@ class ReportJob(Table, tablename="report_jobs"):
     month = Integer(help_text="1-12: the month whose charges the report lists.")
     classification = Varchar(length=8, help_text="paid or unpaid.")
     file_type = Varchar(length=8, help_text="pdf or xlsx.")
+    office = Varchar(
+        length=8, default="", help_text="Central: the office whose customers it lists ('' all)."
+    )
     locale = Varchar(length=8, default="pt_BR", help_text="Language the file is written in.")
     status = Varchar(
         length=16, default="queued", index=True, help_text="queued, running, done or failed."

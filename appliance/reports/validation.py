@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from appliance.errors import ValidationFailed
@@ -21,13 +21,19 @@ def _int(value: Any) -> int | None:
         return None
 
 
-def clean_request(data: Mapping[str, Any], *, today: dt.date) -> ReportFilter:
+def clean_request(
+    data: Mapping[str, Any], *, today: dt.date, offices: Collection[str] | None = None
+) -> ReportFilter:
     """The validated filters, or :class:`ValidationFailed` with a message per field.
 
     ``today`` is the office's day: the current month may be reported (it is partly paid), a
-    month that has not begun may not.
+    month that has not begun may not. ``offices`` (central only) are the office codes the
+    report may be limited to; on a box the office filter is ignored.
     """
     errors: dict[str, str] = {}
+    office = str(data.get("office") or "").strip().upper() if offices is not None else ""
+    if office and office not in offices:
+        errors["office"] = _("Choose one of the offices, or all of them.")
     service = str(data.get("service") or "").strip()
     if service not in SERVICES:
         errors["service"] = _("Choose cable TV, broadband or both.")
@@ -56,4 +62,5 @@ def clean_request(data: Mapping[str, Any], *, today: dt.date) -> ReportFilter:
         month=month,
         classification=classification,
         file_type=file_type,
+        office=office,
     )

@@ -22,6 +22,7 @@ from appliance.reports.columns import (
     service_choice_label,
 )
 from appliance.reports.validation import FIRST_YEAR
+from appliance.sync import review
 from appliance.web.auth import ADMIN
 from appliance.web.forms import form_data, see_other, settings_of
 
@@ -41,7 +42,8 @@ def _defaults(today: dt.date) -> dict[str, str]:
 async def _form_page(
     request: Request, values: dict[str, Any], errors: dict[str, str], *, status: int = 200
 ) -> Template:
-    today = clock.today(settings_of(request).tz)
+    settings = settings_of(request)
+    today = clock.today(settings.tz)
     return Template(
         "reports/index.html",
         status_code=status,
@@ -54,6 +56,7 @@ async def _form_page(
             "classifications": [(c, classification_label(c)) for c in CLASSIFICATIONS],
             "file_types": [(f, file_type_label(f)) for f in FILE_TYPES],
             "jobs": await reports.recent_reports(),
+            "office_choices": await review.office_choices() if review.is_central(settings) else [],
         },
     )
 

@@ -5,12 +5,15 @@ office."""
 
 from __future__ import annotations
 
+import io
 import uuid
 from collections.abc import Iterator
 
+import openpyxl
 import pytest
 from litestar.testing import TestClient
 
+from appliance import clock
 from appliance.complaints import service as complaints
 from appliance.customers.tables import Customer
 from appliance.sync import central as central_service
@@ -234,6 +237,15 @@ def _office_data(box, name: str) -> dict:
     return run(build())
 
 
+def _report_names(response) -> set[str]:
+    assert response.status_code == 200, response.text[:300]
+    sheet = openpyxl.load_workbook(io.BytesIO(response.content), read_only=True).active
+    return {c for row in sheet.iter_rows(values_only=True) for c in row if c in NAMES}
+
+
+NAMES = {"North Customer", "South Customer"}
+
+
 def test_consolidated_views_filter_by_office(owner, central, make_box):
     north, south = run(make_box(central, "NO")), run(make_box(central, "SU"))
     _office_data(north, "North Customer")
@@ -266,6 +278,27 @@ def test_consolidated_views_filter_by_office(owner, central, make_box):
     assert {r["data-office"] for r in rows} == {"NO", "SU"}
     listed = names("/complaints?office=SU")
     assert "South Customer" in listed and "North Customer" not in listed
+
+    # The payment report, limited to one office.
+    today = clock.today(central.settings.tz)
+    report = {
+        "service": "both",
+        "year": str(today.year),
+        "month": str(today.month),
+        "classification": "paid",
+        "file_type": "xlsx",
+    }
+    form = html(owner.get("/reports"))
+    assert {o["value"] for o in form.select("#f-office option")} == {"", "NO", "SU"}
+    assert _report_names(post(owner, "/reports", report, page="/reports")) == {
+        "North Customer",
+        "South Customer",
+    }
+    only = post(owner, "/reports", {**report, "office": "SU"}, page="/reports")
+    assert only.headers["content-disposition"].count("SU-paid-both")
+    assert _report_names(only) == {"South Customer"}
+    wrong = post(owner, "/reports", {**report, "office": "XX"}, page="/reports")
+    assert wrong.status_code == 422 and field_error(html(wrong), "office")
 
     # A customer created at central must be given an office, and only that office gets it.
     form = html(owner.get("/customers/new"))
