@@ -157,6 +157,14 @@ async def sync_now() -> RoundOutcome:
         summary = await client.sync_once()
     except client.SyncError as exc:
         return RoundOutcome(ok=False, summary={}, error=str(exc))
+    except (ValueError, KeyError):
+        # An answer that is not central's (a wrong URL served by another web server).
+        log.exception("sync round got an answer it could not read")
+        return RoundOutcome(
+            ok=False,
+            summary={},
+            error=_("the answer did not come from a CTVMS central instance (check its address)"),
+        )
     return RoundOutcome(ok=True, summary=summary)
 
 

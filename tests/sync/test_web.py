@@ -3,7 +3,9 @@ warnings every admin page carries, and who may see it."""
 
 from __future__ import annotations
 
+import http.server
 import socket
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -76,6 +78,37 @@ def test_sync_now_against_an_unreachable_central_shows_the_error_and_what_waits(
     # Reloaded later, the page still tells the last error.
     again = _status(html(admin.get("/sync")))
     assert "central unreachable" in again["last_error"]
+
+
+class _NotCentral(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = b"<html>a router's login page</html>"
+        self.send_response(200)
+        self.send_header("content-type", "text/html")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_sync_now_against_a_server_that_is_not_central_says_so(admin, settings):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotCentral)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        run(update_state(central_url=url, box_secret="s3cret", enrolled_at=clock.now()))
+        run(make_customer(settings))
+        response = post_form(admin, "/sync/now", {}, page="/sync")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert response.status_code == 200
+    outcome = html(response).find(id="sync-outcome")
+    assert outcome["data-outcome"] == "error"
+    assert "not come from a CTVMS central" in outcome.get_text()
 
 
 @pytest.mark.skipif(USE_PG, reason="a box keeps its sync state in SQLite (the banner reads it)")
