@@ -88,11 +88,20 @@ class Box(Node):
         }
 
 
-@pytest.fixture
-def central(tmp_path, pg_template) -> Iterator[Central]:
+@pytest.fixture(autouse=True)
+async def _close_sqlite_connections():
+    """Pooled SQLite connections of the test's loop are closed with it (their threads would
+    keep the interpreter from exiting)."""
+    yield
+    eng = db._engine
+    if isinstance(eng, db.ApplianceSQLiteEngine):
+        await eng.close_idle()
+
+
+def _start_central(folder: Path, pg_template: str) -> Central:
     name = f"ctvms_central_{uuid.uuid4().hex[:10]}"
     asyncio.run(_pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"'))
-    data = tmp_path / "central"
+    data = folder / "central"
     url = pg_url_for(name)
     env = {
         "CTVMS_ROLE": "central",
@@ -106,10 +115,33 @@ def central(tmp_path, pg_template) -> Iterator[Central]:
     node = Central(settings, server, name)
     asyncio.run(_set_central_identity(node))
     server.start()
-    yield node
-    server.stop()
+    return node
+
+
+def _stop_central(node: Central) -> None:
+    node.server.stop()
     _current.clear()
-    asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{node.db_name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def central(tmp_path, pg_template) -> Iterator[Central]:
+    node = _start_central(tmp_path, pg_template)
+    yield node
+    _stop_central(node)
+
+
+@pytest.fixture(scope="module")
+def shared_central(tmp_path_factory, pg_template) -> Iterator[Central]:
+    """One central for a whole module: its tests use offices of their own (``new_code()``)."""
+    node = _start_central(tmp_path_factory.mktemp("central"), pg_template)
+    yield node
+    _stop_central(node)
+
+
+def new_code() -> str:
+    """An office code no other test of the session uses."""
+    return "Q" + uuid.uuid4().hex[:5].upper()
 
 
 async def _set_central_identity(node: Central) -> None:
