@@ -147,8 +147,32 @@ async def _set_credit(customer_id: Any, credit: int) -> None:
         await BillingAccount(customer=customer_id, credit=credit).save()
 
 
+class NumberingBlocked(Conflict):
+    """Sync found that this box may be behind its own history (restored from an old backup, or
+    a copy of its card): an invoice number taken now could repeat one already given out."""
+
+    code = "numbering_blocked"
+
+    def __init__(self) -> None:
+        super().__init__(
+            _(
+                "Invoice numbering is paused on this box: it looks restored from an old backup "
+                "or copied, so a new number could repeat one already given out. Nothing was "
+                "recorded. Sync with central (the Sync page, or ctvms sync once) to catch up, "
+                "then take the payment again."
+            )
+        )
+
+
+async def _refuse_if_numbering_blocked() -> None:
+    rows = await Payment.raw("SELECT numbering_blocked FROM sync_state WHERE key = 'local'")
+    if rows and rows[0]["numbering_blocked"]:
+        raise NumberingBlocked()
+
+
 async def _next_number(office_code: str, year: int) -> str:
     """Take the next invoice serial of the office and year (in the payment's transaction)."""
+    await _refuse_if_numbering_blocked()
     key = f"{office_code}-{year}"
     rows = (
         await InvoiceCounter.update({InvoiceCounter.last: InvoiceCounter.last + 1})

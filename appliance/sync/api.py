@@ -78,7 +78,11 @@ async def sync_pull(request: Request, data: dict[str, Any] = Body()) -> Any:
     try:
         box = await _box(request)
         body = _body(data)
-        return await central.pull(box, cursor=int(body.get("cursor") or 0))
+        return await central.pull(
+            box,
+            cursor=int(body.get("cursor") or 0),
+            limit=int(body.get("limit") or central.PULL_LIMIT),
+        )
     except central.SyncRefused as exc:
         return _refused(exc)
 

@@ -171,12 +171,81 @@ def _check_origin(box: dict[str, Any], changes: list[dict[str, Any]]) -> None:
             )
 
 
+async def _check_scope(box: dict[str, Any], changes: list[dict[str, Any]]) -> None:
+    """A box's changes may only touch its own office's customers (and global rows)."""
+    office = box["office_code"]
+    refused = SyncRefused(
+        403,
+        {"error": "impersonation", "detail": "a box may only change its own office's customers"},
+    )
+    ids = set()
+    for change in changes:
+        if change.get("customer_id"):
+            ids.add(uuid.UUID(str(change["customer_id"])))
+        if change.get("table_name") == "customers":
+            ids.add(uuid.UUID(str(change["row_id"])))
+            if (change.get("data") or {}).get("office") not in (None, "", office):
+                raise refused
+    if not ids:
+        return
+    marks = ", ".join("{}" for _ in ids)
+    rows = await SyncChange.raw(
+        f"SELECT 1 AS x FROM customers WHERE id IN ({marks}) AND office NOT IN ('', {{}})",
+        *ids,
+        office,
+    )
+    if rows:
+        raise refused
+
+
+async def _fresh_changes(
+    box: dict[str, Any], changes: list[dict[str, Any]], last_seq: int
+) -> tuple[list[dict[str, Any]], bool]:
+    """The changes after ``last_seq`` (in order, without a gap), and whether one of the others
+    reuses a sequence number central has under another change id."""
+    fresh: list[dict[str, Any]] = []
+    for change in changes:
+        seq = int(change["seq"])
+        if seq <= last_seq:
+            had = await SyncChange.raw(
+                "SELECT id FROM sync_changes WHERE node_id = {} AND seq = {}",
+                box["node_id"],
+                seq,
+            )
+            if had and str(had[0]["id"]) == str(change["id"]):
+                continue
+            return [], True
+        expected = last_seq + len(fresh) + 1
+        if seq != expected:
+            raise SyncRefused(409, {"error": "gap", "expected_seq": expected})
+        fresh.append(change)
+    return fresh, False
+
+
+async def _apply_push(
+    box: dict[str, Any], fresh: list[dict[str, Any]], central_now: int
+) -> tuple[Any, int]:
+    future = sum(1 for c in fresh if hlc.is_future(int(c["hlc"]), central_now))
+    if not fresh:
+        return None, future
+    async with applying():
+        outcome = await apply_changes(fresh, central=True)
+        await receive_stamp(max(int(c["hlc"]) for c in fresh))
+    # Central's own writes are logged, so the recomputed balances flow down.
+    await recompute_balances(outcome.billing_customers)
+    return outcome, future
+
+
 async def push(box: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
     """Apply one batch from ``box`` in one transaction; answer the last sequence central has."""
-    changes = sorted(body.get("changes") or [], key=lambda c: int(c["seq"]))
+    try:
+        changes = sorted(body.get("changes") or [], key=lambda c: int(c["seq"]))
+    except (TypeError, ValueError, KeyError):
+        raise SyncRefused(400, {"error": "malformed"}) from None
     if len(changes) > MAX_BATCH:
         raise SyncRefused(413, {"error": "batch_too_large", "max": MAX_BATCH})
     _check_origin(box, changes)
+    await _check_scope(box, changes)
     central_now = now_ms()
     offset = central_now - int(body.get("now_ms") or central_now)
     async with write_transaction():
@@ -184,47 +253,31 @@ async def push(box: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
             "SELECT last_seq FROM sync_boxes WHERE node_id = {} FOR UPDATE", box["node_id"]
         )
         last_seq = int(rows[0]["last_seq"])
-        fresh = []
-        for change in changes:
-            seq = int(change["seq"])
-            if seq <= last_seq:
-                had = await SyncChange.raw(
-                    "SELECT id FROM sync_changes WHERE node_id = {} AND seq = {}",
-                    box["node_id"],
-                    seq,
-                )
-                if had and str(had[0]["id"]) == str(change["id"]):
-                    continue
-                # The same sequence number with another change: an old backup or a clone.
-                await SyncBox.raw(
-                    "UPDATE sync_boxes SET identity_conflicts = identity_conflicts + 1 "
-                    "WHERE node_id = {}",
-                    box["node_id"],
-                )
-                raise SyncRefused(409, {"error": "identity_conflict", "last_seq": last_seq})
-            expected = last_seq + len(fresh) + 1
-            if seq != expected:
-                raise SyncRefused(409, {"error": "gap", "expected_seq": expected})
-            fresh.append(change)
-        future = sum(1 for c in fresh if hlc.is_future(int(c["hlc"]), central_now))
-        outcome = None
-        if fresh:
-            async with applying():
-                outcome = await apply_changes(fresh, central=True)
-                for stamp in sorted({int(c["hlc"]) for c in fresh})[-1:]:
-                    await receive_stamp(stamp)
-            # Central's own writes are logged, so the recomputed balances flow down.
-            await recompute_balances(outcome.billing_customers)
-        new_last = last_seq + len(fresh)
-        await SyncBox.update(
-            {
-                SyncBox.last_seq: new_last,
-                SyncBox.last_seen: clock.now(),
-                SyncBox.clock_offset_ms: offset,
-                SyncBox.future_stamps: SyncBox.future_stamps + future,
-                SyncBox.schema_version: int(body.get("schema_version") or SCHEMA_VERSION),
-            }
-        ).where(SyncBox.node_id == box["node_id"])
+        fresh, reused = await _fresh_changes(box, changes, last_seq)
+        if reused:
+            # The same sequence number with another change: an old backup or a clone. Counted
+            # (and committed) though the batch is refused.
+            await SyncBox.raw(
+                "UPDATE sync_boxes SET identity_conflicts = identity_conflicts + 1, "
+                "last_seen = {} WHERE node_id = {}",
+                clock.now(),
+                box["node_id"],
+            )
+        else:
+            outcome, future = await _apply_push(box, fresh, central_now)
+            new_last = last_seq + len(fresh)
+            await SyncBox.update(
+                {
+                    SyncBox.last_seq: new_last,
+                    SyncBox.last_seen: clock.now(),
+                    SyncBox.clock_offset_ms: offset,
+                    SyncBox.future_stamps: SyncBox.future_stamps + future,
+                    SyncBox.schema_version: int(body.get("schema_version") or SCHEMA_VERSION),
+                }
+            ).where(SyncBox.node_id == box["node_id"])
+    if reused:
+        log.warning("sync identity conflict", extra={"node": str(box["node_id"])})
+        raise SyncRefused(409, {"error": "identity_conflict", "last_seq": last_seq})
     result = {
         "last_seq": new_last,
         "applied": outcome.applied if outcome else 0,

@@ -31,7 +31,7 @@ def cmd_once(args: argparse.Namespace) -> None:
 
     settings = _settings()
     try:
-        summary = _run(settings, lambda: client.sync_once())
+        summary = _run(settings, lambda: client.sync_once(batch=args.batch))
     except client.SyncError as exc:
         sys.exit(f"ctvms: sync failed: {exc}")
     print(json.dumps(summary, indent=2, default=str))
@@ -79,6 +79,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     sp.add_argument("--force", action="store_true", help="enroll again (a replacement identity)")
     sp.set_defaults(func=cmd_enroll)
     sp = sync.add_parser("once", help="push pending changes and pull new ones now")
+    sp.add_argument("--batch", type=int, default=None, help="changes per push and per pulled page")
     sp.set_defaults(func=cmd_once)
     sp = sync.add_parser("status", help="last success, pending changes, clock offset, errors")
     sp.add_argument("--json", action="store_true")

@@ -176,13 +176,26 @@ async def _mark_sent(state: dict[str, Any], last_seq: int) -> None:
     )
 
 
+async def _block_numbering() -> None:
+    await update_state(
+        numbering_blocked=True,
+        blocked_reason="central already has other changes under this box's "
+        "sequence numbers: restored from an old backup, or a cloned card",
+    )
+
+
 async def push(http: httpx.AsyncClient, result: RoundResult, *, batch: int = PUSH_BATCH) -> None:
+    """Send the pending changes in batches of ``batch``. The first request goes even when
+    nothing is pending: central's answer (its last sequence from this box) is how a box restored
+    from an old backup, which has nothing new to send yet, learns that it is behind itself."""
     state = await get_state()
     resent_from_gap = False
+    first = True
     while True:
         changes = await _pending_batch(state, batch)
-        if not changes:
+        if not changes and not first:
             return
+        first = False
         body = {
             "schema_version": SCHEMA_VERSION,
             "now_ms": now_ms(),
@@ -204,11 +217,7 @@ async def push(http: httpx.AsyncClient, result: RoundResult, *, batch: int = PUS
                 resent_from_gap = True
                 continue
             if refusal.get("error") == "identity_conflict":
-                await update_state(
-                    numbering_blocked=True,
-                    blocked_reason="central already has other changes under this box's "
-                    "sequence numbers: restored from an old backup, or a cloned card",
-                )
+                await _block_numbering()
                 raise IdentityConflict("identity conflict: run `ctvms sync once` to catch up")
             raise SyncError(f"central refused the push: {refusal}")
         if response.status_code != 200:
@@ -217,6 +226,14 @@ async def push(http: httpx.AsyncClient, result: RoundResult, *, batch: int = PUS
                 f"{_refusal(response).get('error') or _refusal(response).get('detail')}"
             )
         answer = response.json()
+        if int(answer["last_seq"]) > int((await get_state())["last_seq"]):
+            # Central has more of this box's changes than the box ever made: its sequence went
+            # backwards (an old backup put back, or a copy of the card).
+            await _block_numbering()
+            raise IdentityConflict(
+                "identity conflict: central has changes of this box that it lacks "
+                "(restored from an old backup?); run `ctvms sync once` to catch up"
+            )
         async with write_transaction():
             await _mark_sent(state, int(answer["last_seq"]))
             await update_state(clock_offset_ms=int(answer["clock_offset_ms"]))
@@ -229,17 +246,33 @@ async def push(http: httpx.AsyncClient, result: RoundResult, *, batch: int = PUS
 # -- pull --------------------------------------------------------------------------------------
 
 
-async def apply_pulled(changes: list[dict[str, Any]], cursor: int) -> Any:
-    """Apply a pulled page and move the cursor, in one transaction."""
+def _readable_prefix(changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The changes before the first one of a schema newer than this box's."""
+    for index, change in enumerate(changes):
+        if int(change.get("schema_version") or SCHEMA_VERSION) > SCHEMA_VERSION:
+            return changes[:index]
+    return changes
+
+
+async def apply_pulled(
+    changes: list[dict[str, Any]], cursor: int, *, clock_offset_ms: int | None = None
+) -> Any:
+    """Apply a pulled page and move the cursor, in one transaction. ``clock_offset_ms``
+    (central's clock minus this box's, measured now) is kept and used to judge stamps."""
     async with write_transaction():
+        if clock_offset_ms is not None:
+            await update_state(clock_offset_ms=clock_offset_ms)
+        offset = int((await get_state())["clock_offset_ms"])
+        readable = _readable_prefix(changes)
         async with applying():
-            outcome = await apply_changes(changes, central=False)
-            stamps = [int(c["hlc"]) for c in changes]
+            outcome = await apply_changes(readable, central=False)
+            stamps = [int(c["hlc"]) for c in readable]
             if stamps:
-                await receive_stamp(max(stamps))
-        if outcome.newer_schema:
-            # Keep the cursor before the first change this box cannot read.
-            readable = [c for c in changes if int(c["schema_version"]) <= SCHEMA_VERSION]
+                await receive_stamp(max(stamps), offset_ms=offset)
+        if len(readable) < len(changes):
+            # Keep the cursor before the first change this box cannot read: it and everything
+            # after it come again once the box runs a version that understands them.
+            outcome.newer_schema = True
             cursor = int(readable[-1]["feed_seq"]) if readable else None
             await update_state(needs_update=True)
         if cursor is not None:
@@ -247,14 +280,18 @@ async def apply_pulled(changes: list[dict[str, Any]], cursor: int) -> Any:
     return outcome
 
 
-async def pull(http: httpx.AsyncClient, result: RoundResult) -> None:
+async def pull(http: httpx.AsyncClient, result: RoundResult, *, limit: int | None = None) -> None:
     while True:
         state = await get_state()
-        response = await _post(http, state, "pull", {"cursor": int(state["cursor"])})
+        body: dict[str, Any] = {"cursor": int(state["cursor"])}
+        if limit:
+            body["limit"] = int(limit)
+        response = await _post(http, state, "pull", body)
         if response.status_code != 200:
             raise SyncError(f"central refused the pull ({response.status_code})")
         page = response.json()
-        outcome = await apply_pulled(page["changes"], int(page["cursor"]))
+        offset = int(page["now_ms"]) - now_ms() if page.get("now_ms") else None
+        outcome = await apply_pulled(page["changes"], int(page["cursor"]), clock_offset_ms=offset)
         result.pulled += outcome.applied
         result.conflicts += outcome.conflicts
         result.dead_letters += outcome.dead
@@ -413,10 +450,14 @@ def backoff_until(state: dict[str, Any]) -> dt.datetime | None:
 
 
 async def sync_once(
-    *, respect_backoff: bool = False, http: httpx.AsyncClient | None = None
+    *,
+    respect_backoff: bool = False,
+    http: httpx.AsyncClient | None = None,
+    batch: int | None = None,
 ) -> dict:
     """One round: push everything pending, then pull everything new (catching up first when
-    central reported an identity conflict)."""
+    central reported an identity conflict). ``batch`` is the number of changes per push and
+    per pulled page (default: PUSH_BATCH and central's page size)."""
     state = await get_state()
     if not state["central_url"] or not state["box_secret"]:
         raise SyncError("this box is not enrolled (ctvms sync enroll --central URL --code CODE)")
@@ -431,8 +472,8 @@ async def sync_once(
             await catch_up(http)
         if not state["cursor"] and not await _has_history():
             await bootstrap(http)
-        await push(http, result)
-        await pull(http, result)
+        await push(http, result, batch=batch or PUSH_BATCH)
+        await pull(http, result, limit=batch)
     except SyncError as exc:
         failures = int(state["failures"]) + 1
         await update_state(last_error=str(exc), failures=failures)

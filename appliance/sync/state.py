@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from appliance import db
+from appliance import clock, db
 from appliance.sync import hlc
 from appliance.sync.tables import LOCAL, SyncState
 
@@ -16,7 +15,8 @@ ACCEPTED_VERSIONS = (SCHEMA_VERSION - 1, SCHEMA_VERSION)
 
 
 def now_ms() -> int:
-    return time.time_ns() // 1_000_000
+    """This node's wall clock in ms, through :mod:`appliance.clock` (so tests can skew it)."""
+    return int(clock.now().timestamp() * 1000)
 
 
 async def get_state() -> dict[str, Any]:
@@ -49,10 +49,14 @@ async def applying() -> AsyncIterator[None]:
     await set_applying(False)
 
 
-async def receive_stamp(remote: int) -> bool:
-    """Move this node's HLC past a remote stamp; True when the stamp was too far ahead."""
+async def receive_stamp(remote: int, *, offset_ms: int = 0) -> bool:
+    """Move this node's HLC past a remote stamp; True when the stamp was too far ahead.
+
+    ``offset_ms`` corrects this node's wall clock before judging "too far ahead": a box whose
+    clock is days behind passes central's measured offset, so central's (and the other boxes')
+    stamps are still merged and the box's next edits come after them."""
     state = await get_state()
-    merged = hlc.receive(state["hlc"], remote, now_ms())
+    merged = hlc.receive(state["hlc"], remote, now_ms() + int(offset_ms))
     await SyncState.raw(
         "UPDATE sync_state SET hlc = {} WHERE key = 'local' AND hlc < {}",
         merged.stamp,
