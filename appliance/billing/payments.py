@@ -33,6 +33,7 @@ from appliance.i18n import gettext as _
 from appliance.mail import service as mail
 from appliance.money import AmountError, parse_amount
 from appliance.settings import Settings
+from appliance.sync import job as sync_job
 
 log = logging.getLogger(__name__)
 
@@ -164,16 +165,23 @@ class NumberingBlocked(Conflict):
         )
 
 
-async def _refuse_if_numbering_blocked() -> None:
-    rows = await Payment.raw("SELECT numbering_blocked FROM sync_state WHERE key = 'local'")
+async def _series(office_code: str) -> str:
+    """This box's invoice series: the office code, or ``OFFICE-N`` for an office's N-th box
+    (given by central at enrollment, so two boxes of one office never share a number).
+    Refuses while sync has blocked numbering."""
+    rows = await Payment.raw(
+        "SELECT numbering_blocked, invoice_series FROM sync_state WHERE key = 'local'"
+    )
     if rows and rows[0]["numbering_blocked"]:
         raise NumberingBlocked()
+    return (rows[0]["invoice_series"] if rows else "") or office_code
 
 
 async def _next_number(office_code: str, year: int) -> str:
-    """Take the next invoice serial of the office and year (in the payment's transaction)."""
-    await _refuse_if_numbering_blocked()
-    key = f"{office_code}-{year}"
+    """Take the next invoice serial of the box's series and year (in the payment's
+    transaction)."""
+    series = await _series(office_code)
+    key = f"{series}-{year}"
     rows = (
         await InvoiceCounter.update({InvoiceCounter.last: InvoiceCounter.last + 1})
         .where(InvoiceCounter.id == key)
@@ -184,7 +192,7 @@ async def _next_number(office_code: str, year: int) -> str:
     else:
         await InvoiceCounter(id=key, office_code=office_code, year=year, last=1).save()
         serial = 1
-    return f"{office_code}-{year}-{serial:06d}"
+    return f"{series}-{year}-{serial:06d}"
 
 
 async def _load_customer(customer_id: Any) -> dict[str, Any]:
@@ -268,6 +276,7 @@ async def record_payment(
     if customer["email"]:
         mail.kick()
     _prerender(number)
+    await sync_job.sync_soon(settings)  # an enrolled box pushes it to central now
     return await get_payment(number)
 
 

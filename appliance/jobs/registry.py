@@ -21,6 +21,7 @@ BILLING = "billing"
 OUTBOX = "outbox"
 REMINDERS = "reminders"
 BACKUP = "backup"
+SYNC = "sync"
 
 
 def daily(day: dt.date) -> str:
@@ -67,6 +68,12 @@ async def _reminders(settings: Settings, day: dt.date) -> dict[str, Any]:
     from appliance.reminders import service as reminders
 
     return await reminders.process_unfinished(settings)
+
+
+async def _sync(settings: Settings, day: dt.date) -> dict[str, Any]:
+    from appliance.sync import job as sync_job
+
+    return await sync_job.run_round(settings, day)
 
 
 async def _reminders_pending(settings: Settings, day: dt.date) -> bool:
@@ -138,5 +145,19 @@ register(
         schedule=lambda: _("Daily at 02:30; if missed, within the hour after the box is back"),
         lease=dt.timedelta(hours=1),
         period=daily,
+    )
+)
+register(
+    Job(
+        name=SYNC,
+        func=_sync,
+        title=lambda: _("Sync with central"),
+        schedule=lambda: _(
+            "Every 5 minutes and right after a payment, on an enrolled box; "
+            "backs off while central is unreachable"
+        ),
+        lease=dt.timedelta(minutes=30),
+        record_idle=False,
+        rerun_on_contention=True,
     )
 )

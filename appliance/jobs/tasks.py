@@ -93,6 +93,17 @@ def deliver_outbox_periodic() -> dict[str, Any]:
     return _run(registry.OUTBOX, "schedule")
 
 
+@huey.task(name="sync_now")
+def sync_now() -> dict[str, Any]:
+    """A sync round right away (after a payment, see ``appliance.sync.job.sync_soon``)."""
+    return _run(registry.SYNC, "schedule")
+
+
+@huey.periodic_task(crontab(minute="*/5"), name="sync_periodic")
+def sync_periodic() -> dict[str, Any]:
+    return _run(registry.SYNC, "schedule")
+
+
 @huey.periodic_task(office_crontab(minute="1", hour="0"), name="status_updater_daily")
 def status_updater_daily() -> dict[str, Any]:
     return _run(registry.STATUS_UPDATER, "schedule")
