@@ -116,12 +116,30 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
     logs.setup()
     settings = _settings()
-    app = create_app(settings)
+    workers = getattr(args, "workers", 1)
+    if workers < 1:
+        sys.exit("ctvms: --workers must be 1 or more")
+    if workers > 1 and not settings.database_url.startswith("postgres"):
+        sys.exit(
+            "ctvms: --workers above 1 needs PostgreSQL (a central instance): an office box on "
+            "SQLite serves from one process"
+        )
+    options = {"host": args.host, "port": args.port, "log_level": "warning"}
     # The in-use lock tells `ctvms restore` the server runs; mDNS lets tablets find it.
     with in_use(settings), advertising(settings, host=args.host, port=args.port):
-        uvicorn.run(
-            app, host=args.host, port=args.port, log_level="warning", workers=1, proxy_headers=False
-        )
+        if workers == 1:
+            uvicorn.run(create_app(settings), workers=1, proxy_headers=False, **options)
+        else:
+            # Each worker process builds its own app from the same environment. Sessions live
+            # in the database and the job queue in Redis (CTVMS_REDIS_URL), so any worker, on
+            # any host, can serve any request.
+            uvicorn.run(
+                "appliance.web.app:create_app",
+                factory=True,
+                workers=workers,
+                proxy_headers=False,
+                **options,
+            )
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
@@ -191,6 +209,12 @@ def parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("serve", help="serve the web UI and API")
     serve_opts(sp)
+    sp.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="web worker processes (central on PostgreSQL only; an office box serves from one)",
+    )
     sp.set_defaults(func=cmd_serve)
     sp = sub.add_parser("run", help="serve and run the worker (what make run does)")
     serve_opts(sp)

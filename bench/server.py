@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -116,12 +116,14 @@ class ServerProcess:
             )
         return done
 
-    def start(self, *, port: int | None = None, ready_within: float = 30.0) -> None:
-        """Start ``ctvms serve`` and return once ``/healthz`` answers."""
+    def start(
+        self, *, port: int | None = None, ready_within: float = 30.0, args: Sequence[str] = ()
+    ) -> None:
+        """Start ``ctvms serve [ARGS]`` and return once ``/healthz`` answers."""
         self.port = port or free_port()
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [*ctvms_command(), "serve", "--host", HOST, "--port", str(self.port)],
+                [*ctvms_command(), "serve", "--host", HOST, "--port", str(self.port), *args],
                 env=self.env,
                 cwd=self.data_dir,
                 stdout=log,
