@@ -218,6 +218,14 @@ def test_dead_letters_and_overpayments_are_listed_and_marked(owner, central):
     assert run(_name(customer["id"])) == "Paid Twice"
     assert not html(owner.get("/sync/conflicts")).select("table#conflicts tbody tr")
 
+    # A field agent at central reaches none of it.
+    owner.cookies.clear()
+    login(owner, run(make_staff("agent"))["username"])
+    for path in ("/sync/offices", "/sync/conflicts", "/sync/dead-letters", "/payments", "/sync"):
+        assert owner.get(path).status_code == 403, path
+    # With a valid CSRF token (from a page agents may open): refused for the role.
+    assert post(owner, keep["action"], {}, page="/customers").status_code == 403
+
 
 def _office_data(box, name: str) -> dict:
     async def build():
