@@ -128,6 +128,7 @@ def test_admin_pages_warn_of_a_far_clock_a_needed_update_and_stopped_numbering(a
     assert "needs an update" in alerts[1]
     assert "numbering" in alerts[2]
     page = html(admin.get("/sync"))
+    assert not page.select(".sync-alert")  # the page says it in full itself
     assert "restored from an old backup" in page.find(id="numbering-blocked").get_text()
     assert page.find(id="needs-update") and page.find(id="clock-warning")
 
