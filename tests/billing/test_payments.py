@@ -11,8 +11,16 @@ from appliance.billing.tables import Allocation, BillingAccount, Payment, Paymen
 from appliance.customers import service as customers
 from appliance.customers.tables import Connection
 from appliance.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
-from tests.billing.conftest import AGENT, customer_actor, key, pay, set_today, subscriber
-from tests.helpers import SYSTEM
+from tests.billing.conftest import (
+    AGENT,
+    Person,
+    customer_actor,
+    key,
+    pay,
+    set_today,
+    subscriber,
+)
+from tests.helpers import SYSTEM, make_staff
 
 pytestmark = pytest.mark.usefixtures("queued")
 
@@ -46,13 +54,12 @@ async def test_a_payment_settles_the_oldest_months_first_across_services(setting
     assert (await expiry(c, "broadband"))["expires_on"] == dt.date(2026, 2, 28)
 
 
-async def test_paying_exactly_the_due_clears_it_and_the_connection_becomes_active(
-    settings, plans
-):
+async def test_paying_exactly_the_due_clears_it_and_the_connection_becomes_active(settings, plans):
     set_today(settings, "2026-03-31")
-    c = await subscriber(settings, plans, cable="2026-01-20")
+    # Nothing paid before February: the expiry is 31 January, 59 days ago (the grace period).
+    c = await subscriber(settings, plans, cable="2026-02-20")
     assert (await expiry(c))["status"] == "inactive"
-    p = await pay(settings, c, "300,00", actor=AGENT)
+    p = await pay(settings, c, "200,00", actor=AGENT)
     assert p["remaining_due"] == 0 and p["received_by"] == "Field Agent"
     conn = await expiry(c)
     assert (conn["expires_on"], conn["status"]) == (dt.date(2026, 3, 31), "active")
@@ -127,7 +134,9 @@ async def test_a_reversed_payments_reference_can_be_used_again(settings, plans):
     c = await subscriber(settings, plans, cable="2026-01-01")
     other = await subscriber(settings, plans, cable="2026-01-01")
     wrong = await pay(settings, c, "300", mode="online", reference="PIX-0001")
-    await billing.reverse_payment(wrong["number"], "Wrong customer", actor=SYSTEM, settings=settings)
+    await billing.reverse_payment(
+        wrong["number"], "Wrong customer", actor=SYSTEM, settings=settings
+    )
     right = await pay(settings, other, "300", mode="online", reference="PIX-0001")
     assert right["reference"] == "PIX-0001"
 
@@ -166,7 +175,9 @@ async def test_a_customer_pays_online_only_and_only_for_themselves(settings, pla
     me = customer_actor(c)
     errors = await errors_of(pay(settings, c, "300", actor=me, mode="cash"))
     assert "online" in errors["mode"]
-    errors = await errors_of(pay(settings, other, "300", actor=me, mode="online", reference="X1234"))
+    errors = await errors_of(
+        pay(settings, other, "300", actor=me, mode="online", reference="X1234")
+    )
     assert "own account" in errors["customer"]
     assert await Payment.count() == 0
     p = await pay(settings, c, "300", actor=me, mode="online", reference="X1234")
@@ -184,8 +195,11 @@ async def test_a_replayed_request_returns_the_first_payment(settings, plans):
     again = await pay(settings, c, "500", idempotency_key=k)
     assert again["number"] == first["number"]
     assert await Payment.count() == 1
-    # Another user's identical key is another request.
-    other = await pay(settings, c, "300", idempotency_key=k, actor=AGENT)
+    # Another user's identical key is another request (keys are kept per user id, so the
+    # other user is a real account).
+    agent = await make_staff("agent")
+    other_user = Person("agent", id=agent["id"], name="Other Agent")
+    other = await pay(settings, c, "300", idempotency_key=k, actor=other_user)
     assert other["number"] != first["number"]
     stranger = await subscriber(settings, plans, cable="2026-01-01")
     with pytest.raises(Conflict):
@@ -222,9 +236,7 @@ async def test_invoice_numbers_are_gapless_per_year_and_survive_failures_and_rev
     assert e["issued_at"].astimezone(settings.tz).date() == dt.date(2027, 1, 1)
 
 
-async def test_reversal_keeps_both_reopens_the_months_and_moves_the_expiry_back(
-    settings, plans
-):
+async def test_reversal_keeps_both_reopens_the_months_and_moves_the_expiry_back(settings, plans):
     set_today(settings, "2026-03-10")
     c = await subscriber(settings, plans, cable="2026-01-01")
     first = await pay(settings, c, "250")  # Jan, Feb, half of March
@@ -242,7 +254,8 @@ async def test_reversal_keeps_both_reopens_the_months_and_moves_the_expiry_back(
     assert account["pending_months"] == [(2026, 1), (2026, 2), (2026, 3)]
     assert account["due"] == 25000
     conn = await expiry(c)
-    assert (conn["expires_on"], conn["status"]) == (dt.date(2025, 12, 31), "inactive")
+    # 31 December is 69 days before 10 March: past the 60-day grace period.
+    assert (conn["expires_on"], conn["status"]) == (dt.date(2025, 12, 31), "suspended")
     payments = await billing.list_payments(c["id"], year=2026)
     assert [(p["number"], p["reversed"]) for p in payments] == [
         (first["number"], True),
@@ -287,13 +300,13 @@ async def test_credit_is_used_first_and_restored_by_a_reversal(settings, plans):
 async def test_reconnected_connection_becomes_active_when_the_month_is_paid(settings, plans):
     set_today(settings, "2026-01-10")
     c = await subscriber(settings, plans, cable="2026-01-01")
-    await pay(settings, c, "100" if settings.min_payment_minor <= 10000 else "100")
+    await pay(settings, c, "100")  # January: a due below the minimum is taken exactly
+    set_today(settings, "2026-03-05")
+    await billing.bill_month(settings)  # February and March billed while still connected
     set_today(settings, "2026-04-05")
-    await Connection.update({Connection.status: "suspended"}).where(
-        Connection.customer == c["id"]
-    )
-    await billing.bill_month(settings)
-    # February and March were billed before the suspension took effect here in the test.
+    await Connection.update({Connection.status: "suspended"}).where(Connection.customer == c["id"])
+    await billing.bill_month(settings)  # April waived: the connection is suspended
+    assert (await billing.account(c["id"]))["due"] == 20000
     await billing.reconnect(c["id"], "cable", settings=settings)
     p = await pay(settings, c, "300")
     assert [line["month"] for line in p["lines"]] == [2, 3, 4]
