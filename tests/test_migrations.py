@@ -4,12 +4,13 @@ and the SQLite connections get WAL, foreign keys, a busy timeout and synchronous
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import sqlite3
 import uuid
 
 import pytest
 
-from appliance import db
+from appliance import clock, db
 from appliance.cli import migrate
 from appliance.tables import ALL_TABLES
 from tests.conftest import _pg_admin, make_settings, pg_url_for, require_pg
@@ -168,16 +169,24 @@ async def test_services_run_on_postgresql(pg_settings):
     from appliance.customers import service as customers
     from tests.helpers import make_customer, make_plan
 
-    plan = await make_plan(service="broadband", monthly_price="89,90")
-    customer = await make_customer(
-        pg_settings,
-        name="Conceição Araújo",
-        broadband_plan=str(plan["id"]),
-        broadband_registered_on="2026-01-05",
-        broadband_expires_on="2026-02-04",
-    )
-    found = await customers.search_customers("conceicao ARAUJO")
-    assert [r["id"] for r in found.rows] == [customer["id"]]
-    assert customer["connections"]["broadband"]["plan_price"] == 8990
-    counts = await customers.connection_counts()
-    assert counts["broadband"]["active"] == 1
+    # The office day is pinned inside the paid month, so the status does not depend on the
+    # real date (paid until 4 February covers January: active through 31 January).
+    clock.reset()
+    clock.shift(dt.datetime(2026, 1, 20, 12, tzinfo=pg_settings.tz) - clock.now())
+    try:
+        plan = await make_plan(service="broadband", monthly_price="89,90")
+        customer = await make_customer(
+            pg_settings,
+            name="Conceição Araújo",
+            broadband_plan=str(plan["id"]),
+            broadband_registered_on="2026-01-05",
+            broadband_expires_on="2026-02-04",
+        )
+        found = await customers.search_customers("conceicao ARAUJO")
+        assert [r["id"] for r in found.rows] == [customer["id"]]
+        broadband = customer["connections"]["broadband"]
+        assert (broadband["plan_price"], broadband["expires_on"]) == (8990, dt.date(2026, 1, 31))
+        counts = await customers.connection_counts()
+        assert counts["broadband"]["active"] == 1
+    finally:
+        clock.reset()
