@@ -232,18 +232,21 @@ async def _node_labels() -> dict[str, str]:
 async def list_conflicts(
     *, office: str = "", reviewed: bool = False, limit: int = LIST_LIMIT
 ) -> list[dict[str, Any]]:
-    """Conflicts newest first (open ones, or reviewed ones), with the customer they concern."""
-    where = "k.reviewed_at IS NOT NULL" if reviewed else "k.reviewed_at IS NULL"
+    """Conflicts newest first (open ones, or reviewed ones), with the customer they concern
+    (found through the change log's customer of the row, indexed by table and row)."""
+    state = "c.reviewed_at IS NOT NULL" if reviewed else "c.reviewed_at IS NULL"
+    scope = ""
     args: list[Any] = []
     if office:
-        where += " AND cu.office = {}"
+        scope = "WHERE cu.office = {} "
         args.append(office)
     rows = await SyncConflict.raw(
         "SELECT k.*, cu.name AS customer_name, cu.crf AS crf, cu.office AS office FROM "
         "(SELECT c.*, (SELECT s.customer_id FROM sync_changes s WHERE s.table_name = "
         "c.table_name AND s.row_id = c.row_id AND s.customer_id IS NOT NULL LIMIT 1) "
-        "AS customer_id FROM sync_conflicts c) k LEFT JOIN customers cu ON cu.id = k.customer_id "
-        f"WHERE {where} ORDER BY k.detected_at DESC, k.id DESC LIMIT {int(limit)}",
+        f"AS customer_id FROM sync_conflicts c WHERE {state}) k "
+        f"LEFT JOIN customers cu ON cu.id = k.customer_id {scope}"
+        f"ORDER BY k.detected_at DESC, k.id DESC LIMIT {int(limit)}",
         *args,
     )
     labels = await _node_labels()
