@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import sqlite3
 import threading
 import uuid
@@ -74,16 +75,26 @@ def _value(raw: str) -> Any:
 
 
 _local = threading.local()
+KEEP_CONNECTIONS = 4
 
 
 def _state_connection(path: str) -> sqlite3.Connection:
     """A read-only connection of this thread, kept open: opening one costs ~4 ms (the WAL
     index is mapped each time), a query on an open one a few microseconds. In autocommit mode
-    every query starts a fresh read, so it sees the latest committed state."""
-    conn = _local.__dict__.get(path)
+    every query starts a fresh read, so it sees the latest committed state. It is opened again
+    when the file was replaced (a restore). A server has one database; a process that meets
+    many (the tests) keeps only the last few open."""
+    conns = _local.__dict__
+    inode = os.stat(path).st_ino
+    conn, seen = conns.pop(path, (None, None))
+    if conn is not None and seen != inode:
+        conn.close()
+        conn = None
     if conn is None:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0.2)
-        _local.__dict__[path] = conn
+        while len(conns) >= KEEP_CONNECTIONS:
+            conns.pop(next(iter(conns)))[0].close()
+    conns[path] = (conn, inode)  # most recently used last
     return conn
 
 
@@ -105,11 +116,11 @@ def box_alerts(settings: Settings) -> list[str]:
             )
             .fetchall()
         )
-    except sqlite3.Error:
+    except (sqlite3.Error, OSError):
         # A page must render even while the database is busy or not migrated yet.
         stale = _local.__dict__.pop(path, None)
         if stale is not None:
-            stale.close()
+            stale[0].close()
         return []
     if not rows:
         return []

@@ -4,6 +4,8 @@ warnings every admin page carries, and who may see it."""
 from __future__ import annotations
 
 import http.server
+import os
+import shutil
 import socket
 import threading
 from collections.abc import Iterator
@@ -15,7 +17,7 @@ from appliance import clock
 from appliance.sync import hlc
 from appliance.sync.state import pending_count, update_state
 from appliance.web.app import create_app
-from tests.conftest import USE_PG, run
+from tests.conftest import USE_PG, make_settings, run
 from tests.helpers import (
     customer_password,
     html,
@@ -188,3 +190,23 @@ def test_sync_now_sends_the_pending_changes_to_a_real_central(box_client, centra
     run(central.use())
     names = [r["name"] for r in run(Customer.select(Customer.name))]
     assert "Sent Customer" in names
+
+
+@pytest.mark.skipif(USE_PG, reason="a box keeps its sync state in SQLite (the banner reads it)")
+def test_the_banner_reads_a_replaced_database_file_anew(settings, sqlite_template, tmp_path):
+    from appliance.sync.review import KEEP_CONNECTIONS, _local, box_alerts
+
+    run(update_state(needs_update=True))
+    assert len(box_alerts(settings)) == 1
+    # A restore puts another file in its place: the kept connection must not read the old one.
+    spare = tmp_path / "restored.sqlite3"
+    shutil.copy(sqlite_template, spare)
+    os.replace(spare, settings.sqlite_path)
+    assert box_alerts(settings) == []
+    # Many databases in one process (the tests): only a few connections stay open.
+    for n in range(KEEP_CONNECTIONS + 3):
+        folder = tmp_path / f"other-{n}"
+        folder.mkdir()
+        shutil.copy(sqlite_template, folder / "ctvms.sqlite3")
+        box_alerts(make_settings(folder))
+    assert len(_local.__dict__) == KEEP_CONNECTIONS
