@@ -52,6 +52,7 @@ TABLES = {
         ("needs_update", "bool", "NOT NULL DEFAULT false"),
         ("numbering_blocked", "bool", "NOT NULL DEFAULT false"),
         ("blocked_reason", "text", "NOT NULL DEFAULT ''"),
+        ("invoice_series", "vc16", "NOT NULL DEFAULT ''"),
     ],
     "sync_changes": [
         ("id", "uuid", "PRIMARY KEY NOT NULL"),

@@ -115,6 +115,9 @@ async def enroll(enroll_code: str) -> dict[str, Any]:
         ).where(SyncOffice.code == office["code"])
         node_id = uuid.uuid4()
         secret = secrets.token_urlsafe(32)
+        # Every box of an office numbers invoices in a series of its own (see SyncState).
+        ordinal = await SyncBox.count().where(SyncBox.office_code == office["code"]) + 1
+        series = office["code"] if ordinal == 1 else f"{office['code']}-{ordinal}"
         await SyncBox.insert(
             SyncBox(node_id=node_id, office_code=office["code"], secret_hash=_hash(secret))
         )
@@ -124,6 +127,7 @@ async def enroll(enroll_code: str) -> dict[str, Any]:
         "secret": secret,
         "office_code": office["code"],
         "office_name": office["name"],
+        "invoice_series": series,
     }
 
 

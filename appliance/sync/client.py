@@ -146,6 +146,7 @@ async def enroll(settings: Settings, *, central_url: str, code: str, force: bool
             central_url=central_url.rstrip("/"),
             enrolled_at=clock.now(),
             last_error="",
+            invoice_series=creds.get("invoice_series") or office,
         )
     log.info("enrolled at central", extra={"office": office, "node": str(node_id)})
     return {"node_id": str(node_id), "office_code": office, "office_name": creds["office_name"]}
@@ -397,7 +398,7 @@ async def catch_up(http: httpx.AsyncClient) -> int:
             state["node_id"],
         )
         await update_state(last_seq=central_last + len(pending))
-        await _raise_invoice_counters(state["office_code"])
+        await _raise_invoice_counters(state["office_code"], state["invoice_series"])
         await update_state(numbering_blocked=False, blocked_reason="")
     log.info(
         "caught up after an identity conflict",
@@ -406,18 +407,20 @@ async def catch_up(http: httpx.AsyncClient) -> int:
     return len(fetched)
 
 
-async def _raise_invoice_counters(office_code: str) -> None:
+async def _raise_invoice_counters(office_code: str, series: str) -> None:
+    """Move this box's counters past every number of its series this box now knows."""
+    series = series or office_code
     rows = await SyncChange.raw(
         "SELECT number FROM billing_payments WHERE office_code = {}", office_code
     )
     top: dict[int, int] = {}
     for row in rows:
         parts = str(row["number"]).rsplit("-", 2)
-        if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+        if len(parts) == 3 and parts[0] == series and parts[1].isdigit() and parts[2].isdigit():
             year, serial = int(parts[1]), int(parts[2])
             top[year] = max(top.get(year, 0), serial)
     for year, serial in top.items():
-        key = f"{office_code}-{year}"
+        key = f"{series}-{year}"
         updated = await SyncChange.raw(
             "UPDATE invoice_counters SET last = {} WHERE id = {} AND last < {} RETURNING id",
             serial,

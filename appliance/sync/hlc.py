@@ -7,8 +7,12 @@ part when the clock has not moved past it (and bumps the counter), and resets th
 it has. A counter overflow simply carries into the wall part, which keeps the order.
 
 Stamps order changes causally even when a box boots with a wrong clock: a stamp never goes
-backwards, and receiving a remote stamp moves the local clock past it. A remote stamp further
-ahead than ``max_drift_ms`` is not trusted to drag the local clock; it is flagged instead.
+backwards, and receiving a remote stamp moves the local clock past it, so an edit made after
+seeing another one always stamps later, whatever the wall clocks say. A remote stamp more than
+``max_drift_ms`` ahead is flagged (central counts them per box and the admin is warned), but
+still merged: refusing it would let a box's later edit lose to one it had already seen. Only a
+stamp absurdly far ahead (``MAX_MERGE_MS``, a clock set years wrong) is not merged, so one such
+box cannot drag every node's clock along.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ COUNTER_BITS = 16
 COUNTER_MASK = (1 << COUNTER_BITS) - 1
 # How far in the future a remote stamp may be before it is flagged (and not merged).
 MAX_DRIFT_MS = 5 * 60 * 1000
+# How far ahead a remote stamp may be and still be merged into the local clock.
+MAX_MERGE_MS = 90 * 24 * 3600 * 1000
 
 
 def pack(wall_ms: int, counter: int = 0) -> int:
@@ -48,14 +54,14 @@ class Received(NamedTuple):
 def receive(last: int, remote: int, now_ms: int, *, max_drift_ms: int = MAX_DRIFT_MS) -> Received:
     """Merge a remote stamp into the local clock.
 
-    The result is later than both the local clock and the remote stamp, unless the remote
-    stamp is more than ``max_drift_ms`` ahead of the local wall clock: then it is flagged
-    (``future``) and the local clock only ticks, so one box with a clock set to next year
-    cannot drag every other node's clock along.
+    The result is later than both the local clock and the remote stamp. A remote stamp more
+    than ``max_drift_ms`` ahead of the local wall clock is flagged (``future``); one more than
+    ``MAX_MERGE_MS`` ahead is flagged and not merged (the local clock only ticks).
     """
-    if wall_ms(remote) - now_ms > max_drift_ms:
+    ahead = wall_ms(remote) - now_ms
+    if ahead > MAX_MERGE_MS:
         return Received(tick(last, now_ms), True)
-    return Received(max(last, remote, pack(now_ms) - 1) + 1, False)
+    return Received(max(last, remote, pack(now_ms) - 1) + 1, ahead > max_drift_ms)
 
 
 def is_future(stamp: int, now_ms: int, *, max_drift_ms: int = MAX_DRIFT_MS) -> bool:

@@ -44,6 +44,13 @@ class SyncState(Table, tablename="sync_state"):
         "until the box has caught up with central.",
     )
     blocked_reason = Text(default="")
+    invoice_series = Varchar(
+        length=16,
+        default="",
+        help_text="Box: prefix of its invoice numbers, from central at enrollment: the office "
+        "code for its first box, OFFICE-N for the N-th, so boxes of one office never share a "
+        "number ('' until enrolled: the office code).",
+    )
 
 
 class SyncChange(Table, tablename="sync_changes"):
