@@ -9,6 +9,7 @@ or answers 4xx, and marks a message failed on a permanent 5xx answer.
 from __future__ import annotations
 
 import datetime as dt
+import email.policy
 import logging
 import mimetypes
 import smtplib
@@ -91,12 +92,21 @@ async def queue(
     return row.to_dict()
 
 
+# Headers set with ``set_raw`` are written as they are; every other header is still folded at 78
+# columns as usual.
+_POLICY = email.policy.default.clone(refold_source="none")
+
+
 def build_message(row: dict[str, Any], settings: Settings) -> EmailMessage:
-    msg = EmailMessage()
+    msg = EmailMessage(policy=_POLICY)
     msg["From"] = f"{settings.office_name} <{settings.mail_from}>"
     msg["To"] = row["to_addr"]
     msg["Subject"] = row["subject"]
-    msg["Message-ID"] = row["message_id"]
+    # The Message-ID (ours, from make_msgid: no spaces or line breaks) stays on one line. It is
+    # longer than 78 columns with its header name, and folded it would start on a continuation
+    # line: legal, but readers such as Python's parser then keep the fold's space in the value,
+    # and a duplicate sent after a crash is only recognised by an identical Message-ID.
+    msg.set_raw("Message-ID", row["message_id"])
     msg["Date"] = formatdate(row["created_at"].timestamp(), localtime=False)
     msg.set_content(row["body_text"])
     if row["body_html"]:
@@ -250,8 +260,14 @@ async def deliver_due(settings: Settings, *, limit: int = 100) -> dict[str, int]
                     OutboxMessage.last_error: f"{type(exc).__name__}: {exc}"[:1000],
                 }
             ).where(OutboxMessage.id == row["id"])
-            # The server is unreachable or busy: the rest would fail the same way.
-            if not isinstance(exc, (smtplib.SMTPResponseException, _AttachmentUnavailable)):
+            # The server is unreachable: the rest would fail the same way. An answer about this
+            # message alone (a 4xx for its recipient or its data) does not hold back the others.
+            about_this_message = (
+                smtplib.SMTPResponseException,
+                smtplib.SMTPRecipientsRefused,
+                _AttachmentUnavailable,
+            )
+            if not isinstance(exc, about_this_message):
                 break
             continue
         counts["sent"] += 1
