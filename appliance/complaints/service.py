@@ -101,7 +101,11 @@ async def _next_number(office_code: str) -> str:
     else:
         await ComplaintCounter(office_code=office_code, last=1).save()
         serial = 1
-    return f"{office_code}-C-{serial:06d}"
+    # The counter is this box's own; the prefix is its series (see SyncState.invoice_series),
+    # so two boxes of one office never give a complaint the same number.
+    series = await ComplaintCounter.raw("SELECT invoice_series FROM sync_state WHERE key = 'local'")
+    prefix = (series[0]["invoice_series"] if series else "") or office_code
+    return f"{prefix}-C-{serial:06d}"
 
 
 async def _customer(customer_id: Any) -> dict[str, Any]:
