@@ -319,8 +319,11 @@ async def search_customers(
         where = where & WhereRaw('"customers"."office" = {}', office)
     for term in fold(query).split()[:5]:
         digits = normalise_mobile(term)
-        # A term like "(11) 9123" is matched on its digits, as mobiles are stored bare.
-        needle = digits if digits and len(digits) >= len(term) - 4 and not term.isalpha() else term
+        # A term like "(11)" or "9123-45" is matched on its digits, as mobiles are stored bare.
+        # A term with letters (a CRF such as "TS000001", a name) is matched as typed: its
+        # digits alone would also find every mobile that contains them.
+        has_letters = any(ch.isalpha() for ch in term)
+        needle = digits if digits and len(digits) >= len(term) - 4 and not has_letters else term
         pattern = "%" + needle.replace("\\", "").replace("%", "").replace("_", "") + "%"
         where = where & Customer.search_text.like(pattern)
     total = await Customer.count().where(where)

@@ -39,7 +39,11 @@ def office(settings, plans):
             mobile="11987650001",
             email="carla@example.com",
         )
-        davi = await subscriber(settings, plans, cable="2026-01-01", name="Davi Rocha")
+        # Davi's mobile holds the digits of Carla's CRF (TS000001): a CRF search must not
+        # find him.
+        davi = await subscriber(
+            settings, plans, cable="2026-01-01", name="Davi Rocha", mobile="11900000001"
+        )
         return {
             "carla": carla,
             "davi": davi,
@@ -81,6 +85,7 @@ def count(model) -> int:
 
 def test_admin_finds_a_customer_by_crf_name_or_mobile(client, office):
     login(client, office["admin"]["username"])
+    assert office["carla"]["crf"] == "TS000001"
     for q in (office["carla"]["crf"], "carla nun", "98765-0001"):
         page = html(client.get("/billing", params={"q": q}))
         links = page.select("#pick a")
