@@ -128,13 +128,15 @@ def cmd_serve(args: argparse.Namespace) -> None:
     # The in-use lock tells `ctvms restore` the server runs; mDNS lets tablets find it.
     with in_use(settings), advertising(settings, host=args.host, port=args.port):
         if workers == 1:
-            uvicorn.run(create_app(settings), workers=1, proxy_headers=False, **options)
+            uvicorn.run(
+                create_app(settings, pg_pool=True), workers=1, proxy_headers=False, **options
+            )
         else:
             # Each worker process builds its own app from the same environment. Sessions live
             # in the database and the job queue in Redis (CTVMS_REDIS_URL), so any worker, on
             # any host, can serve any request.
             uvicorn.run(
-                "appliance.web.app:create_app",
+                "appliance.web.app:server_app",
                 factory=True,
                 workers=workers,
                 proxy_headers=False,

@@ -16,6 +16,7 @@ from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.plugins.htmx import HTMXPlugin
 from litestar.static_files import create_static_files_router
 from litestar.types import Message
+from piccolo.engine.postgres import PostgresEngine
 
 from appliance import db
 from appliance.jobs.queue import configure_queue
@@ -106,16 +107,39 @@ def page_router() -> Router:
     return Router(path="/", route_handlers=page_routes(), include_in_schema=False)
 
 
-def create_app(settings: Settings | None = None, *, queue: bool = True) -> Litestar:
-    """Build the web application. ``queue=False`` leaves the job queue as it is (tests)."""
+# Connections each web worker process keeps to PostgreSQL (central): workers x hosts x this must
+# stay under the server's max_connections (docs/central.md).
+PG_POOL_SIZE = 10
+
+
+def server_app() -> Litestar:
+    """The app of one ``ctvms serve --workers N`` process (uvicorn's factory)."""
+    return create_app(pg_pool=True)
+
+
+def create_app(
+    settings: Settings | None = None, *, queue: bool = True, pg_pool: bool = False
+) -> Litestar:
+    """Build the web application. ``queue=False`` leaves the job queue as it is (tests).
+
+    ``pg_pool`` (the server process, ``ctvms serve``): on PostgreSQL, keep a pool of connections
+    for the life of the server. Without one, Piccolo opens a new connection for every statement
+    outside a transaction (~5 ms each on loopback; a sync pull paid it three times). Tests leave
+    it off, since a pool belongs to the event loop that started it."""
     settings = settings or Settings.from_env()
     engine = db.configure(settings)
     if queue:
         configure_queue(settings)
 
+    async def open_pool() -> None:
+        if pg_pool and isinstance(engine, PostgresEngine):
+            await engine.start_connection_pool(min_size=1, max_size=PG_POOL_SIZE)
+
     async def close_pool() -> None:
         if isinstance(engine, db.ApplianceSQLiteEngine):
             await engine.close_idle()
+        elif pg_pool and isinstance(engine, PostgresEngine):
+            await engine.close_connection_pool()
 
     static = create_static_files_router(
         path="/static",
@@ -148,6 +172,7 @@ def create_app(settings: Settings | None = None, *, queue: bool = True) -> Lites
             render_plugins=[JsonRenderPlugin()],
         ),
         state=State({"settings": settings}),
+        on_startup=[open_pool],
         on_shutdown=[close_pool],
         debug=False,
     )
