@@ -566,6 +566,19 @@ def _require_owner(settings: Settings) -> None:
         )
 
 
+def _new_aside(data_dir: Path, stamp: str) -> Path:
+    """A new folder for what a restore replaces: two restores within one second (the time in
+    its name) each get their own, ``-2``, ``-3`` and so on after the first."""
+    aside, n = data_dir / f"{ASIDE_PREFIX}{stamp}", 1
+    while True:
+        try:
+            aside.mkdir(mode=0o700)
+            return aside
+        except FileExistsError:
+            n += 1
+            aside = data_dir / f"{ASIDE_PREFIX}{stamp}-{n}"
+
+
 def restore_backup(settings: Settings, src: Path, *, force: bool = False) -> dict[str, Any]:
     """Bring back the backup at ``src`` (a folder or a ``.tar.gz``) into the data folder.
 
@@ -583,8 +596,7 @@ def restore_backup(settings: Settings, src: Path, *, force: bool = False) -> dic
         try:
             root = _unpack(src, staging)
             manifest = _check(settings, root, force=force)
-            aside = settings.data_dir / f"{ASIDE_PREFIX}{stamp}"
-            aside.mkdir(mode=0o700)
+            aside = _new_aside(settings.data_dir, stamp)
             (aside / DATA).mkdir(mode=0o700)
             _restore_database(root / DATABASE, settings.sqlite_path, aside)
             # Files: everything the backup covers moves aside, then the backup's come in.

@@ -214,6 +214,26 @@ def test_restore_brings_back_the_database_and_files_and_keeps_the_previous_aside
     assert Path(summary["path"]).exists()
 
 
+def test_a_restore_in_the_same_second_as_the_last_keeps_its_own_previous_aside(office, tmp_path):
+    run(make_customer(office, name="Dora"))
+    summary = backup.create_backup(office, tmp_path / "dest")
+    # A restore a moment ago took the folder named after this second (and, to stay certain
+    # on a slow machine, the next few seconds' names are taken too).
+    start = clock.now()
+    taken = [
+        office.data_dir / f"before-restore-{start + dt.timedelta(seconds=s):%Y%m%dT%H%M%SZ}"
+        for s in range(10)
+    ]
+    for folder in taken:
+        folder.mkdir()
+    result = backup.restore_backup(office, Path(summary["path"]))
+    aside = Path(result["previous_kept_in"])
+    assert aside not in taken and aside.name.endswith("-2")
+    assert names(office, aside / backup.DATABASE) == {"Dora"}
+    assert all(not any(folder.iterdir()) for folder in taken)
+    assert names(office) == {"Dora"}
+
+
 def test_restore_onto_a_new_empty_card(office, tmp_path):
     run(make_customer(office, name="Carla"))
     summary = backup.create_backup(office, tmp_path / "dest")
