@@ -1,13 +1,16 @@
 """The sync issue's "Done when", played as the people in it would, every node a real process on
-127.0.0.1: central (``ctvms serve`` on PostgreSQL) and the offices AA and BB (``ctvms serve`` on
-their own SQLite folders), enrolled and synced with the ``ctvms sync`` commands.
+127.0.0.1: central (``ctvms serve`` on PostgreSQL) and the office boxes (``ctvms serve`` on their
+own SQLite folders): AA, BB and AA's second counter AA2, enrolled with codes the owner takes from
+the Offices page, synced with ``ctvms sync once``.
 
-Both offices work offline for a while: customers and payments at the counter, a complaint at
-BB, a customer renamed at AA while the owner renames her at central. Then every box syncs; AA's
-round is killed with SIGKILL after its first batch reached central and is run again. At the end
-each box holds exactly what central holds of its office, and the owner's pages at central show
-every payment once with its office, each customer's due as the box has it, the rename conflict
-for review and dashboards per office that add up to the consolidated one.
+The offices work offline for a while: customers and payments at the counters, a complaint at BB,
+a customer who pays the same month at both of AA's counters, and that customer renamed at AA
+while the owner renames her at central. Then every box syncs; AA's round is killed with SIGKILL
+after its first batch reached central and is run again. At the end each box holds exactly what
+central holds of its office, and the owner's pages at central show every payment once with its
+office, each customer's due and credit as the boxes have them, the overpayment and the rename
+conflict for review, the complaint, and dashboards per office that add up to the consolidated
+one.
 """
 
 from __future__ import annotations
@@ -49,7 +52,8 @@ BB_CUSTOMERS = 3
 
 @dataclass
 class Office:
-    """One office box: its node (for reading its database), its server and an admin's API."""
+    """One office box: its node (for reading its database), its server and an admin's API.
+    The customers and payments are those it registered and took."""
 
     code: str
     node: Box
@@ -119,15 +123,30 @@ def owner_creates_office(owner: httpx.Client, code: str) -> str:
     return html(response).select_one("#enroll-code [data-code]")["data-code"]
 
 
+def owner_issues_new_code(owner: httpx.Client, code: str) -> str:
+    """The owner asks the Offices page for another code: a second box for the office."""
+    response = post_form(owner, f"/sync/offices/{code}/code", {}, page="/sync/offices")
+    assert response.status_code == 200, response.text[:500]
+    return html(response).select_one("#enroll-code [data-code]")["data-code"]
+
+
 def set_up_box(
-    folder: Path, template: Path, code: str, central: Central, enroll_code: str, *, agent: bool
+    folder: Path,
+    template: Path,
+    code: str,
+    central: Central,
+    enroll_code: str,
+    *,
+    agent: bool = False,
+    name: str = "",
 ) -> Office:
     """A new box: its database, ``ctvms sync enroll``, its admin (and a counter agent), then
     ``ctvms serve``."""
-    data = folder / f"box-{code}"
+    name = name or code
+    data = folder / f"box-{name}"
     data.mkdir()
     shutil.copy(template, data / "ctvms.sqlite3")
-    node = Box(make_settings(data, office_code=code), code)
+    node = Box(make_settings(data, office_code=code), name)
     # Partial payments below the usual minimum keep the story's amounts small.
     server = ServerProcess(data, env={**node.env(), "CTVMS_MIN_PAYMENT": "10"})
     office = Office(code, node, server)
@@ -142,8 +161,9 @@ def set_up_box(
 
 
 @pytest.fixture
-def offices(central, tmp_path, sqlite_template) -> Iterator[tuple[httpx.Client, Office, Office]]:
-    """The owner logged in at central, and the boxes AA and BB enrolled and serving."""
+def offices(central, tmp_path, sqlite_template) -> Iterator[tuple[httpx.Client, Office, ...]]:
+    """The owner logged in at central, and the boxes enrolled and serving: AA, BB, and a
+    second box of AA (its other counter)."""
     create_account(central.server, "owner", OWNER)
     owner = browser(central.server, OWNER)
     boxes = [
@@ -157,8 +177,13 @@ def offices(central, tmp_path, sqlite_template) -> Iterator[tuple[httpx.Client, 
         )
         for code in ("AA", "BB")
     ]
+    boxes.append(
+        set_up_box(
+            tmp_path, sqlite_template, "AA", central, owner_issues_new_code(owner, "AA"), name="AA2"
+        )
+    )
     try:
-        yield owner, boxes[0], boxes[1]
+        yield owner, *boxes
     finally:
         owner.close()
         for box in boxes:
@@ -192,6 +217,16 @@ def admin_registers_customer(office: Office, name: str) -> str:
     assert response.status_code == 201, response.text
     office.customers[name] = response.json()["id"]
     return office.customers[name]
+
+
+def counter_finds_customer(office: Office, name: str) -> str:
+    """The counter looks a customer up by name (one registered at another box)."""
+    response = office.api.get("/customers", params={"search": name})
+    assert response.status_code == 200, response.text
+    found = [c["id"] for c in response.json()["items"] if c["name"] == name]
+    assert len(found) == 1, response.json()
+    office.customers[name] = found[0]
+    return found[0]
 
 
 def counter_takes_payment(office: Office, name: str, amount: str) -> dict[str, Any]:
@@ -313,6 +348,17 @@ def listed_complaints(owner: httpx.Client, office: str) -> dict[str, str]:
     return {r["data-number"]: " ".join(r.get("class", [])) for r in page.select("tr[data-number]")}
 
 
+def listed_overpayments(owner: httpx.Client) -> dict[str, int]:
+    """Customer id -> excess (minor units) of the open flags on the Overpayments page."""
+    page = html(owner.get("/sync/overpayments"))
+    return {
+        row.select_one("a[href^='/customers/']")["href"].rsplit("/", 1)[-1]: minor_units(
+            row.select_one("[data-money=excess]").get_text()
+        )
+        for row in page.select("table#overpayments tbody tr")
+    }
+
+
 def open_conflicts(owner: httpx.Client) -> list[dict[str, str]]:
     page = html(owner.get("/sync/conflicts"))
     return [
@@ -330,60 +376,67 @@ def open_conflicts(owner: httpx.Client) -> list[dict[str, str]]:
 
 
 def test_two_offices_work_offline_reconnect_and_the_owner_sees_it_all(central, offices):
-    owner, aa, bb = offices
+    owner, aa, bb, aa2 = offices
 
-    # Online first: each office sets up its plan, AA registers Ana, and both sync.
+    # Online first: each office sets up its plan, AA registers Ana, and every box syncs.
     for office in (aa, bb):
         admin_creates_plan(office)
     ana = admin_registers_customer(aa, "Ana Souza")
     counter_takes_payment(aa, "Ana Souza", "40.00")
-    for office in (aa, bb):
+    for office in (aa, bb, aa2):
         assert sync_once(office)["dead_letters"] == 0
 
     # Offline for a while: counters register customers and take payments at both offices.
     for n in range(AA_CUSTOMERS):
         admin_registers_customer(aa, f"AA Customer {n}")
         counter_takes_payment(aa, f"AA Customer {n}", "100.00")
-    counter_takes_payment(aa, "Ana Souza", "60.00")
     for n in range(BB_CUSTOMERS):
         admin_registers_customer(bb, f"BB Customer {n}")
         counter_takes_payment(bb, f"BB Customer {n}", "100.00" if n else "30.00")
     complaint = agent_raises_complaint_for(bb, "BB Customer 1", "No signal since the storm")
+    # Ana pays the rest of her 100.00 at AA, and again at AA's other counter: 60.00 too much.
+    counter_takes_payment(aa, "Ana Souza", "60.00")
+    assert counter_finds_customer(aa2, "Ana Souza") == ana
+    counter_takes_payment(aa2, "Ana Souza", "60.00")
 
     # Ana's name is corrected at AA and, meanwhile, differently by the owner at central; each
     # also changes a field the other leaves alone.
     admin_edits_customer(aa, "Ana Souza", name="Ana Souza Lima", area="Vila Nova")
     owner_edits_customer_page(owner, ana, name="Ana Lima Souza", house="77")
 
-    # Reconnected: BB syncs; AA's round dies by SIGKILL after its first batch, then resumes.
-    assert sync_once(bb)["dead_letters"] == 0
+    # Reconnected: BB and AA2 sync; AA's round dies by SIGKILL after its first batch, then
+    # resumes; AA2 syncs again for what AA brought.
+    for office in (bb, aa2):
+        assert sync_once(office)["dead_letters"] == 0
     sent, total = sync_killed_after_first_batch(aa, batch=5)
     assert 0 < sent < total, f"AA's round was not cut in the middle ({sent} of {total} sent)"
     resumed = sync_once(aa, "--batch", "5")
     assert resumed["dead_letters"] == 0
     assert sent_changes(aa)[0] == sent_changes(aa)[1]
+    assert sync_once(aa2)["dead_letters"] == 0
 
     # Each box ends identical to central for its office, field by field.
-    run(assert_converged(central, aa.node, bb.node))
+    run(assert_converged(central, aa.node, bb.node, aa2.node))
 
     # The owner's All payments page: every payment exactly once, with the office that took it.
     listed = listed_payments(owner)
     numbers = [number for number, _office in listed]
     assert len(numbers) == len(set(numbers)), "a payment is listed twice"
-    assert sorted(listed) == sorted(
-        [(n, "AA") for n in aa.payments] + [(n, "BB") for n in bb.payments]
-    )
+    taken = [(n, o.node.settings.office_code) for o in (aa, bb, aa2) for n in o.payments]
+    assert sorted(listed) == sorted(taken)
 
-    # Every customer's due and credit at central are the box's.
+    # Every customer's due and credit at central are the box's; Ana's 60.00 too much is kept
+    # as credit and flagged for the owner.
     owner_api = api_client(central.server, OWNER)
     with closing(owner_api):
-        for office in (aa, bb):
+        for office in (aa, bb, aa2):
             for name, customer_id in office.customers.items():
                 assert due_and_credit(owner_api, customer_id) == due_and_credit(
                     office.api, customer_id
-                ), f"{name} of {office.code}"
-        assert due_and_credit(owner_api, ana) == (0, 0)
-        assert due_and_credit(owner_api, bb.customers["BB Customer 0"]) == (7000, 0)
+                ), f"{name} at {office.node.name}"
+        assert due_and_credit(owner_api, ana) == (0, 60_00)
+        assert due_and_credit(owner_api, bb.customers["BB Customer 0"]) == (70_00, 0)
+    assert listed_overpayments(owner) == {ana: 60_00}
 
     # The rename conflict is listed for review; the fields only one side changed both stayed.
     conflicts = open_conflicts(owner)
@@ -402,16 +455,17 @@ def test_two_offices_work_offline_reconnect_and_the_owner_sees_it_all(central, o
     assert listed_complaints(owner, "BB") == {complaint: "unread"}
     assert listed_complaints(owner, "AA") == {}
 
-    # Dashboards: central filtered by office shows what that office's own dashboard shows, and
+    # Dashboards: central filtered by office shows what each box of that office shows, and
     # "all offices" is their sum.
     per_office = {}
-    for office in (aa, bb):
+    for office in (aa, bb, aa2):
+        code = office.node.settings.office_code
         with closing(browser(office.server, ADMIN)) as admin:
             at_the_box = dashboard_figures(admin)
-        per_office[office.code] = dashboard_figures(owner, f"?office={office.code}")
-        assert per_office[office.code] == at_the_box, office.code
+        per_office[code] = dashboard_figures(owner, f"?office={code}")
+        assert per_office[code] == at_the_box, office.node.name
     assert per_office["AA"]["cable-active"] == AA_CUSTOMERS + 1
     assert per_office["BB"]["unread-complaints"] == 1
-    assert per_office["AA"]["cable-received"] == 100_00 * (AA_CUSTOMERS + 1)
+    assert per_office["AA"]["cable-received"] == 100_00 * (AA_CUSTOMERS + 1) + 60_00
     everything = dashboard_figures(owner)
     assert everything == {k: per_office["AA"][k] + per_office["BB"][k] for k in everything}
