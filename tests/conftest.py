@@ -104,6 +104,16 @@ def pg_url_for(name: str) -> str:
     return PG_URL.rsplit("/", 1)[0] + "/" + name
 
 
+@pytest.fixture(autouse=True)
+async def _close_sqlite_connections():
+    """Pooled SQLite connections of a test's event loop are closed with it: each holds a
+    thread that would otherwise keep pytest from exiting after the last test."""
+    yield
+    eng = db._engine
+    if isinstance(eng, db.ApplianceSQLiteEngine):
+        await eng.close_idle()
+
+
 @pytest.fixture(scope="session")
 def pg_template(tmp_path_factory) -> Iterator[str]:
     """A PostgreSQL database migrated once, to clone per test."""

@@ -88,16 +88,6 @@ class Box(Node):
         }
 
 
-@pytest.fixture(autouse=True)
-async def _close_sqlite_connections():
-    """Pooled SQLite connections of the test's loop are closed with it (their threads would
-    keep the interpreter from exiting)."""
-    yield
-    eng = db._engine
-    if isinstance(eng, db.ApplianceSQLiteEngine):
-        await eng.close_idle()
-
-
 def _start_central(folder: Path, pg_template: str) -> Central:
     name = f"ctvms_central_{uuid.uuid4().hex[:10]}"
     asyncio.run(_pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"'))
