@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 import signal
 import sqlite3
@@ -37,7 +38,7 @@ from appliance import clock
 from bench.server import ServerProcess, ctvms_command
 from tests.conftest import make_settings, run
 from tests.helpers import STAFF_PASSWORD, html, login, post_form
-from tests.sync.conftest import Box, Central
+from tests.sync.conftest import Box
 from tests.sync.helpers import assert_converged
 
 OWNER = "owner"
@@ -116,26 +117,34 @@ def form_values(page: BeautifulSoup, action: str) -> dict[str, str]:
 # -- central and the boxes --------------------------------------------------------------------
 
 
-def owner_creates_office(owner: httpx.Client, code: str) -> str:
-    """The owner registers an office on the Offices page; the one-time enrollment code."""
-    response = post_form(owner, "/sync/offices", {"code": code, "name": f"Office {code}"})
+def enroll_command(response: httpx.Response) -> list[str]:
+    """The ``ctvms sync enroll ...`` command the Offices page tells the owner to run on the box
+    (without the leading ``ctvms``), checked to carry the one-time code it shows."""
     assert response.status_code == 200, response.text[:500]
-    return html(response).select_one("#enroll-code [data-code]")["data-code"]
+    shown = html(response).select_one("#enroll-code")
+    command = shlex.split(shown.select_one(".enroll-command").get_text())
+    assert command[:3] == ["ctvms", "sync", "enroll"]
+    assert f"--code={shown.select_one('[data-code]')['data-code']}" in command
+    return command[1:]
 
 
-def owner_issues_new_code(owner: httpx.Client, code: str) -> str:
-    """The owner asks the Offices page for another code: a second box for the office."""
-    response = post_form(owner, f"/sync/offices/{code}/code", {}, page="/sync/offices")
-    assert response.status_code == 200, response.text[:500]
-    return html(response).select_one("#enroll-code [data-code]")["data-code"]
+def owner_creates_office(owner: httpx.Client, code: str) -> list[str]:
+    """The owner registers an office on the Offices page; the command for its first box."""
+    return enroll_command(
+        post_form(owner, "/sync/offices", {"code": code, "name": f"Office {code}"})
+    )
+
+
+def owner_issues_new_code(owner: httpx.Client, code: str) -> list[str]:
+    """The owner asks the Offices page for another code: the command for a second box."""
+    return enroll_command(post_form(owner, f"/sync/offices/{code}/code", {}, page="/sync/offices"))
 
 
 def set_up_box(
     folder: Path,
     template: Path,
     code: str,
-    central: Central,
-    enroll_code: str,
+    enroll: list[str],
     *,
     agent: bool = False,
     name: str = "",
@@ -150,7 +159,7 @@ def set_up_box(
     # Partial payments below the usual minimum keep the story's amounts small.
     server = ServerProcess(data, env={**node.env(), "CTVMS_MIN_PAYMENT": "10"})
     office = Office(code, node, server)
-    enrolled = office.ctvms("sync", "enroll", "--central", central.url, "--code", enroll_code)
+    enrolled = office.ctvms(*enroll)
     assert f"office {code}" in enrolled.stdout
     create_account(server, "admin", ADMIN)
     if agent:
@@ -161,28 +170,20 @@ def set_up_box(
 
 
 @pytest.fixture
-def offices(central, tmp_path, sqlite_template) -> Iterator[tuple[httpx.Client, Office, ...]]:
+def offices(central, tmp_path, sqlite_template) -> Iterator[tuple[Any, ...]]:
     """The owner logged in at central, and the boxes enrolled and serving: AA, BB, and a
     second box of AA (its other counter)."""
     create_account(central.server, "owner", OWNER)
     owner = browser(central.server, OWNER)
-    boxes = [
-        set_up_box(
-            tmp_path,
-            sqlite_template,
-            code,
-            central,
-            owner_creates_office(owner, code),
-            agent=code == "BB",  # BB's counter clerk takes the complaint
-        )
-        for code in ("AA", "BB")
-    ]
-    boxes.append(
-        set_up_box(
-            tmp_path, sqlite_template, "AA", central, owner_issues_new_code(owner, "AA"), name="AA2"
-        )
-    )
+    boxes: list[Office] = []
     try:
+        for code in ("AA", "BB"):
+            command = owner_creates_office(owner, code)
+            clerk = code == "BB"  # BB's counter clerk takes the complaint
+            box = set_up_box(tmp_path, sqlite_template, code, command, agent=clerk)
+            boxes.append(box)
+        command = owner_issues_new_code(owner, "AA")
+        boxes.append(set_up_box(tmp_path, sqlite_template, "AA", command, name="AA2"))
         yield owner, *boxes
     finally:
         owner.close()
@@ -422,7 +423,7 @@ def test_two_offices_work_offline_reconnect_and_the_owner_sees_it_all(central, o
     listed = listed_payments(owner)
     numbers = [number for number, _office in listed]
     assert len(numbers) == len(set(numbers)), "a payment is listed twice"
-    taken = [(n, o.node.settings.office_code) for o in (aa, bb, aa2) for n in o.payments]
+    taken = [(number, o.code) for o in (aa, bb, aa2) for number in o.payments]
     assert sorted(listed) == sorted(taken)
 
     # Every customer's due and credit at central are the box's; Ana's 60.00 too much is kept
@@ -459,7 +460,7 @@ def test_two_offices_work_offline_reconnect_and_the_owner_sees_it_all(central, o
     # "all offices" is their sum.
     per_office = {}
     for office in (aa, bb, aa2):
-        code = office.node.settings.office_code
+        code = office.code
         with closing(browser(office.server, ADMIN)) as admin:
             at_the_box = dashboard_figures(admin)
         per_office[code] = dashboard_figures(owner, f"?office={code}")

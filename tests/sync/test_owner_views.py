@@ -6,6 +6,8 @@ office."""
 from __future__ import annotations
 
 import io
+import secrets
+import shlex
 import uuid
 from collections.abc import Iterator
 
@@ -14,6 +16,7 @@ import pytest
 from litestar.testing import TestClient
 
 from appliance import clock
+from appliance.cli import parser as cli_parser
 from appliance.complaints import service as complaints
 from appliance.customers.tables import Customer
 from appliance.sync import central as central_service
@@ -82,6 +85,20 @@ def test_a_new_office_gets_a_code_shown_once_that_enrolls_a_box(owner, central, 
     second = html(fresh).select_one("#enroll-code [data-code]")["data-code"]
     assert second != code
     assert run(enroll_box(other, central, second))["office_code"] == "AB"
+
+
+def test_the_enrollment_command_shown_works_for_a_code_beginning_with_a_dash(owner, monkeypatch):
+    """One code in 64 begins with "-", which ``--code -x…`` would take for an option: the page
+    writes ``--code=CODE``, which the command line parses."""
+    original = secrets.token_urlsafe
+    monkeypatch.setattr(secrets, "token_urlsafe", lambda n=None: "-" + original(n))
+    page = html(post(owner, "/sync/offices", {"code": "DS", "name": "Dash"}))
+    code = page.select_one("#enroll-code [data-code]")["data-code"]
+    assert code.startswith("-")
+    command = shlex.split(page.select_one("#enroll-code .enroll-command").get_text())
+    assert command[:3] == ["ctvms", "sync", "enroll"]
+    args = cli_parser().parse_args(command[1:])
+    assert (args.code, args.central) == (code, "http://127.0.0.1")
 
 
 def test_a_revoked_box_is_refused_at_its_next_push(owner, central, make_box):
