@@ -67,6 +67,8 @@ def cmd_office(args: argparse.Namespace) -> None:
     except DomainError as exc:
         sys.exit(f"ctvms: {getattr(exc, 'errors', None) or exc}")
     print(f"Office {office['code']}: one-time enrollment code {office['enroll_code']}")
+    # --code=CODE: a code may begin with "-", which "--code -x..." would take for an option.
+    print(f"On the box: ctvms sync enroll --central URL --code={office['enroll_code']}")
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:

@@ -38,7 +38,7 @@ from appliance import clock
 from bench.server import ServerProcess, ctvms_command
 from tests.conftest import make_settings, run
 from tests.helpers import STAFF_PASSWORD, html, login, post_form
-from tests.sync.conftest import Box
+from tests.sync.conftest import Box, Central
 from tests.sync.helpers import assert_converged
 
 OWNER = "owner"
@@ -135,6 +135,16 @@ def owner_creates_office(owner: httpx.Client, code: str) -> list[str]:
     )
 
 
+def owner_creates_office_on_the_command_line(central: Central, code: str) -> list[str]:
+    """``ctvms sync office CODE`` at central; the command it prints for the box, with central's
+    address where it says URL."""
+    done = central.server.ctvms("sync", "office", code, "--name", f"Office {code}")
+    line = next(x for x in done.stdout.splitlines() if x.startswith("On the box: "))
+    command = shlex.split(line.removeprefix("On the box: ").replace(" URL ", f" {central.url} "))
+    assert command[:3] == ["ctvms", "sync", "enroll"]
+    return command[1:]
+
+
 def owner_issues_new_code(owner: httpx.Client, code: str) -> list[str]:
     """The owner asks the Offices page for another code: the command for a second box."""
     return enroll_command(post_form(owner, f"/sync/offices/{code}/code", {}, page="/sync/offices"))
@@ -171,17 +181,18 @@ def set_up_box(
 
 @pytest.fixture
 def offices(central, tmp_path, sqlite_template) -> Iterator[tuple[Any, ...]]:
-    """The owner logged in at central, and the boxes enrolled and serving: AA, BB, and a
-    second box of AA (its other counter)."""
+    """The owner logged in at central, and the boxes enrolled and serving: AA (office made on
+    the Offices page), BB (made with ``ctvms sync office``), and a second box of AA (its other
+    counter)."""
     create_account(central.server, "owner", OWNER)
     owner = browser(central.server, OWNER)
     boxes: list[Office] = []
     try:
-        for code in ("AA", "BB"):
-            command = owner_creates_office(owner, code)
-            clerk = code == "BB"  # BB's counter clerk takes the complaint
-            box = set_up_box(tmp_path, sqlite_template, code, command, agent=clerk)
-            boxes.append(box)
+        command = owner_creates_office(owner, "AA")
+        boxes.append(set_up_box(tmp_path, sqlite_template, "AA", command))
+        command = owner_creates_office_on_the_command_line(central, "BB")
+        # BB's counter clerk takes the complaint.
+        boxes.append(set_up_box(tmp_path, sqlite_template, "BB", command, agent=True))
         command = owner_issues_new_code(owner, "AA")
         boxes.append(set_up_box(tmp_path, sqlite_template, "AA", command, name="AA2"))
         yield owner, *boxes
