@@ -48,6 +48,11 @@ TIMEOUT_S = 30.0
 MAX_BACKOFF_MIN = 60
 
 
+# Idle connections are dropped before uvicorn's own 5 s keep-alive ends them: a request sent on
+# a connection the server is closing at that moment fails as a reset.
+_LIMITS = httpx.Limits(keepalive_expiry=2.0)
+
+
 class SyncError(Exception):
     """A round could not finish; the message says why (shown to the admin)."""
 
@@ -109,7 +114,7 @@ async def enroll(settings: Settings, *, central_url: str, code: str, force: bool
     state = await get_state()
     if state["enrolled_at"] is not None and not force:
         raise SyncError("this box is enrolled already (use --force to enroll it again)")
-    async with httpx.AsyncClient(timeout=TIMEOUT_S, verify=_tls()) as http:
+    async with httpx.AsyncClient(timeout=TIMEOUT_S, verify=_tls(), limits=_LIMITS) as http:
         try:
             response = await http.post(_url(central_url, "enroll"), json={"code": code})
         except httpx.HTTPError as exc:
@@ -485,13 +490,13 @@ async def sync_once(
     per pulled page (default: PUSH_BATCH and central's page size)."""
     state = await get_state()
     if not state["central_url"] or not state["box_secret"]:
-        raise SyncError("this box is not enrolled (ctvms sync enroll --central URL --code CODE)")
+        raise SyncError("this box is not enrolled (ctvms sync enroll --central URL --code=CODE)")
     if respect_backoff and (until := backoff_until(state)) and until > clock.now():
         return {"skipped": "backing off", "until": until.isoformat()}
     result = RoundResult()
     await update_state(last_attempt=clock.now())
     own = http is None
-    http = http or httpx.AsyncClient(timeout=TIMEOUT_S, verify=_tls())
+    http = http or httpx.AsyncClient(timeout=TIMEOUT_S, verify=_tls(), limits=_LIMITS)
     try:
         if state["numbering_blocked"]:
             await catch_up(http)

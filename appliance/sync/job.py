@@ -33,7 +33,7 @@ async def run_round(settings: Settings, day: dt.date) -> dict[str, Any]:
     if settings.role == "central":
         return {"skipped": "central instance: the boxes sync with it"}
     if not await _enrolled():
-        return {"skipped": "not enrolled (ctvms sync enroll --central URL --code CODE)"}
+        return {"skipped": "not enrolled (ctvms sync enroll --central URL --code=CODE)"}
     try:
         summary = await client.sync_once(respect_backoff=True)
     except client.SyncError as exc:
