@@ -4,11 +4,11 @@ bootstrapping from central, sync rounds with 100 changes and with none, and a bo
 
 Central is a real ``ctvms serve`` process (``CTVMS_ROLE=central``) on a PostgreSQL database this
 module creates on ``CTVMS_BENCH_PG``'s server (default the local one at 127.0.0.1:5432) and drops
-at the end. Its office is filled the way an office is: ``ctvms demo --customers N --years 1`` and
-the year updater's work (this year's months, billed up to today; in this process, with the
-capture triggers off). The box is a SQLite data
-folder driven in this process: enrolled with a one-time code from ``ctvms sync office``, then
-bootstrapped, synced and paid into through the appliance's own functions.
+at the end. Its office is filled with ``ctvms demo --customers N --years 1`` and the year
+updater's work (this year's months, billed up to today; in this process, with the capture
+triggers off). The box is a SQLite data folder driven in this process: enrolled with a one-time
+code from ``ctvms sync office``, then bootstrapped, synced and paid into through the appliance's
+own functions.
 """
 
 from __future__ import annotations
