@@ -13,15 +13,17 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from appliance import db, logs
+from appliance import db, i18n, logs
 from appliance.settings import Settings, SettingsError
 
 
 def _settings() -> Settings:
     try:
-        return Settings.from_env()
+        settings = Settings.from_env()
     except SettingsError as exc:
         sys.exit(f"ctvms: {exc}")
+    i18n.set_default_locale(settings.locale)
+    return settings
 
 
 def _run(settings: Settings, factory: Callable[[], Awaitable[Any]]) -> Any:

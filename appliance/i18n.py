@@ -21,7 +21,10 @@ from babel.support import NullTranslations, Translations
 
 LOCALE_DIR = Path(__file__).parent / "locale"
 SUPPORTED = {"pt_BR": "Português (Brasil)", "en": "English"}
-_current: ContextVar[str] = ContextVar("ctvms_locale", default="pt_BR")
+# The language of the request or task at hand; outside one (the worker's jobs, the command
+# line), the process's default, which the app factory and the CLI set from CTVMS_LOCALE.
+_current: ContextVar[str | None] = ContextVar("ctvms_locale", default=None)
+_default = "pt_BR"
 
 
 @cache
@@ -32,7 +35,13 @@ def translations(locale: str) -> NullTranslations:
 
 
 def current_locale() -> str:
-    return _current.get()
+    return _current.get() or _default
+
+
+def set_default_locale(locale: str) -> None:
+    """The language of this process outside any request (``CTVMS_LOCALE``)."""
+    global _default
+    _default = locale if locale in SUPPORTED else "pt_BR"
 
 
 def set_locale(locale: str) -> None:
@@ -49,12 +58,12 @@ def use_locale(locale: str):
 
 
 def gettext(message: str, **params: object) -> str:
-    text = translations(_current.get()).gettext(message)
+    text = translations(current_locale()).gettext(message)
     return text % params if params else text
 
 
 def ngettext(singular: str, plural: str, n: int, **params: object) -> str:
-    text = translations(_current.get()).ngettext(singular, plural, n)
+    text = translations(current_locale()).ngettext(singular, plural, n)
     return text % {"num": n, **params}
 
 
@@ -77,7 +86,7 @@ def pick_locale(accept_language: str | None, default: str) -> str:
 def money(minor: int, currency: str) -> str:
     """Format an amount held in minor units (cents), e.g. 12345 -> "R$ 123,45"."""
     return format_currency(
-        Decimal(minor).scaleb(-2), currency, locale=_babel_locale(_current.get())
+        Decimal(minor).scaleb(-2), currency, locale=_babel_locale(current_locale())
     )
 
 
@@ -87,23 +96,23 @@ def decimal_amount(minor: int) -> str:
 
 
 def number(value: int | Decimal) -> str:
-    return format_decimal(value, locale=_babel_locale(_current.get()))
+    return format_decimal(value, locale=_babel_locale(current_locale()))
 
 
 def date(value: dt.date | None, fmt: str = "medium") -> str:
     if value is None:
         return ""
-    return format_date(value, format=fmt, locale=_babel_locale(_current.get()))
+    return format_date(value, format=fmt, locale=_babel_locale(current_locale()))
 
 
 def datetime(value: dt.datetime | None, tz: dt.tzinfo, fmt: str = "medium") -> str:
     if value is None:
         return ""
-    return format_datetime(value, format=fmt, tzinfo=tz, locale=_babel_locale(_current.get()))
+    return format_datetime(value, format=fmt, tzinfo=tz, locale=_babel_locale(current_locale()))
 
 
 def month_name(month: int, width: str = "wide") -> str:
-    return _babel_locale(_current.get()).months["format"][width][month]
+    return _babel_locale(current_locale()).months["format"][width][month]
 
 
 @cache

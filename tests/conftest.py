@@ -8,6 +8,7 @@ called directly (async tests); pages and the API go through Litestar's in-proces
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import shutil
 import sqlite3
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 from litestar.testing import TestClient
 
-from appliance import clock, db
+from appliance import clock, db, i18n
 from appliance.cli import migrate
 from appliance.jobs.queue import configure_queue
 from appliance.settings import Settings
@@ -105,6 +106,15 @@ def pg_url_for(name: str) -> str:
 
 
 @pytest.fixture(autouse=True)
+def _english_by_default():
+    """Tests read messages in English (their settings say CTVMS_LOCALE=en); a test that set up
+    a Portuguese office does not leave its language to the next one."""
+    i18n.set_default_locale("en")
+    yield
+    i18n.set_default_locale("en")
+
+
+@pytest.fixture
 async def _close_sqlite_connections():
     """Pooled SQLite connections of a test's event loop are closed with it: each holds a
     thread that would otherwise keep pytest from exiting after the last test."""
@@ -112,6 +122,14 @@ async def _close_sqlite_connections():
     eng = db._engine
     if isinstance(eng, db.ApplianceSQLiteEngine):
         await eng.close_idle()
+
+
+def pytest_collection_modifyitems(items):
+    # Only coroutine tests have a loop of their own to clean up; an async fixture on the others
+    # would start a loop beside Playwright's (the browser tests) and fail.
+    for item in items:
+        if inspect.iscoroutinefunction(getattr(item, "obj", None)):
+            item.fixturenames.append("_close_sqlite_connections")
 
 
 @pytest.fixture(scope="session")

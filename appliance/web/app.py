@@ -18,7 +18,7 @@ from litestar.static_files import create_static_files_router
 from litestar.types import Message
 from piccolo.engine.postgres import PostgresEngine
 
-from appliance import db
+from appliance import db, i18n
 from appliance.jobs.queue import configure_queue
 from appliance.settings import Settings
 from appliance.web.auth import IdentityMiddleware, role_guard
@@ -127,6 +127,7 @@ def create_app(
     outside a transaction (~5 ms each on loopback; a sync pull paid it three times). Tests leave
     it off, since a pool belongs to the event loop that started it."""
     settings = settings or Settings.from_env()
+    i18n.set_default_locale(settings.locale)
     engine = db.configure(settings)
     if queue:
         configure_queue(settings)
