@@ -45,7 +45,7 @@ def test_fresh_sqlite_file_gets_every_table_and_wal(tmp_path):
     asyncio.run(_migrate_and_close(settings))
     with sqlite3.connect(settings.sqlite_path) as conn:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        assert EXPECTED <= tables
+        assert tables >= EXPECTED
         # WAL is a property of the file: a plain connection sees it too.
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         for table, columns in _columns_by_table().items():
@@ -75,7 +75,7 @@ async def test_engine_connections_have_foreign_keys_full_sync_and_busy_timeout(s
         pragmas = {}
         for name in ("foreign_keys", "synchronous", "busy_timeout", "journal_mode"):
             async with conn.execute(f"PRAGMA {name}") as cur:
-                pragmas[name] = list((await cur.fetchone()).values())[0]
+                pragmas[name] = next(iter((await cur.fetchone()).values()))
     finally:
         await conn.close()
     assert pragmas["foreign_keys"] == 1
@@ -152,7 +152,7 @@ def test_fresh_postgresql_database_gets_every_table(tmp_path):
         found: dict[str, set[str]] = {}
         for r in rows:
             found.setdefault(r["table_name"], set()).add(r["column_name"])
-        assert EXPECTED <= set(found)
+        assert set(found) >= EXPECTED
         for table, columns in _columns_by_table().items():
             assert columns <= found[table], f"{table} lacks {columns - found[table]}"
         assert index and "UNIQUE" in index

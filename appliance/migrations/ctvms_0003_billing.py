@@ -133,9 +133,7 @@ class _BillingMigration(MigrationManager):
 
 
 async def forwards():
-    manager = _BillingMigration(
-        migration_id=ID, app_name="ctvms", description=DESCRIPTION
-    )
+    manager = _BillingMigration(migration_id=ID, app_name="ctvms", description=DESCRIPTION)
 
     manager.add_table(
         class_name="Charge",

@@ -49,9 +49,7 @@ DESCRIPTION = "Job locks and runs; reminder batches and reminders"
 
 
 async def forwards():
-    manager = MigrationManager(
-        migration_id=ID, app_name="ctvms", description=DESCRIPTION
-    )
+    manager = MigrationManager(migration_id=ID, app_name="ctvms", description=DESCRIPTION)
 
     manager.add_table(
         class_name="ReminderBatch",
@@ -60,17 +58,11 @@ async def forwards():
         columns=None,
     )
 
-    manager.add_table(
-        class_name="JobRun", tablename="job_runs", schema=None, columns=None
-    )
+    manager.add_table(class_name="JobRun", tablename="job_runs", schema=None, columns=None)
 
-    manager.add_table(
-        class_name="Reminder", tablename="reminders", schema=None, columns=None
-    )
+    manager.add_table(class_name="Reminder", tablename="reminders", schema=None, columns=None)
 
-    manager.add_table(
-        class_name="JobLock", tablename="job_locks", schema=None, columns=None
-    )
+    manager.add_table(class_name="JobLock", tablename="job_locks", schema=None, columns=None)
 
     manager.add_column(
         table_class_name="ReminderBatch",

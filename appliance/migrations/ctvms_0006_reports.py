@@ -34,13 +34,9 @@ DESCRIPTION = "Report jobs; an index on billed months for reports and charts"
 
 
 async def forwards():
-    manager = MigrationManager(
-        migration_id=ID, app_name="ctvms", description=DESCRIPTION
-    )
+    manager = MigrationManager(migration_id=ID, app_name="ctvms", description=DESCRIPTION)
 
-    manager.add_table(
-        class_name="ReportJob", tablename="report_jobs", schema=None, columns=None
-    )
+    manager.add_table(class_name="ReportJob", tablename="report_jobs", schema=None, columns=None)
 
     manager.add_column(
         table_class_name="ReportJob",

@@ -95,9 +95,7 @@ def test_next_parameter_is_followed_only_to_local_paths(client, settings):
     assert redirect.headers["location"] == "/login?next=/plans"
     page = html(client.get(redirect.headers["location"]))
     assert page.find("input", attrs={"name": "next"})["value"] == "/plans"
-    ok = post_form(
-        client, "/login", {"login": "ana", "password": STAFF_PASSWORD, "next": "/plans"}
-    )
+    ok = post_form(client, "/login", {"login": "ana", "password": STAFF_PASSWORD, "next": "/plans"})
     assert ok.url.path == "/plans"
     client.cookies.clear()
     evil = post_form(

@@ -141,7 +141,9 @@ async def test_a_permanent_refusal_fails_with_the_servers_reason_until_retried(t
         assert (await mail.deliver_due(to_box))["failed"] == 1
         failed = (await _rows())["gone@example.com"]
         assert failed["status"] == "failed"
-        assert failed["last_error"].startswith("550") and "mailbox unavailable" in failed["last_error"]
+        assert (
+            failed["last_error"].startswith("550") and "mailbox unavailable" in failed["last_error"]
+        )
         # A failed message is never tried again on its own.
         clock.shift(mail.MAX_DELAY)
         assert await mail.deliver_due(to_box) == {"sent": 0, "retry": 0, "failed": 0}
@@ -165,9 +167,7 @@ async def test_a_server_that_stays_down_is_given_up_after_the_last_attempt(to_bo
     assert "ConnectionRefused" in row["last_error"]
 
 
-async def test_a_crash_before_bookkeeping_gives_one_duplicate_with_the_same_message_id(
-    to_box, box
-):
+async def test_a_crash_before_bookkeeping_gives_one_duplicate_with_the_same_message_id(to_box, box):
     [row] = await _queue(to_box, "once@example.com")
     with serving(box):
         await mail.deliver_due(to_box)

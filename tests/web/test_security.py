@@ -59,9 +59,7 @@ def test_a_post_from_a_browser_without_the_csrf_cookie_is_refused(client, client
     """A token copied from one browser does not work in another (it is tied to a cookie)."""
     run(make_staff("admin", "ana"))
     token = csrf_token(client, "/login")
-    response = client2.post(
-        "/login", data={"login": "ana", "password": "x", "_csrf_token": token}
-    )
+    response = client2.post("/login", data={"login": "ana", "password": "x", "_csrf_token": token})
     assert response.status_code == 403
 
 
