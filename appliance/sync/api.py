@@ -2,13 +2,14 @@
 
 These routes are served by central only. They are not behind a user session: a box proves
 itself with the ``X-Ctvms-Box: <node id>:<secret>`` header it got at enrollment, checked here
-against the secret's hash (unknown, revoked and impersonating boxes are refused)."""
+against the secret's hash (unknown, revoked and impersonating boxes are refused). A refusal
+(``central.SyncRefused``) becomes its status and body in ``appliance/web/errors.py``."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from litestar import Request, Response, post
+from litestar import Request, post
 from litestar.params import Body
 
 from appliance.errors import NotFound
@@ -29,12 +30,47 @@ async def _box(request: Request) -> dict[str, Any]:
     return await central.authenticate(request.headers.get(BOX_HEADER))
 
 
-def _refused(exc: central.SyncRefused) -> Response:
-    return Response(content=exc.body, status_code=exc.status)
-
-
 def _body(data: Any) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
+
+
+def _number(body: dict[str, Any], key: str, default: int = 0) -> int:
+    value = body.get(key)
+    if value in (None, ""):
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise central.SyncRefused(
+            422, {"error": "invalid", "detail": f"{key} must be a whole number"}
+        ) from None
+
+
+# What each pushed change must carry; the values are checked again where they are used.
+_CHANGE_KEYS = ("id", "seq", "hlc", "node_id", "table_name", "row_id", "op", "data")
+
+
+def _push_body(data: Any) -> dict[str, Any]:
+    """A push batch of the right shape, or a 422 saying what is wrong (never a 500)."""
+    body = _body(data)
+    changes = body.get("changes") or []
+    if not isinstance(changes, list):
+        raise central.SyncRefused(422, {"error": "invalid", "detail": "changes must be a list"})
+    for position, change in enumerate(changes):
+        missing = [k for k in _CHANGE_KEYS if not isinstance(change, dict) or k not in change]
+        if missing:
+            raise central.SyncRefused(
+                422,
+                {"error": "invalid", "detail": f"change {position} lacks {', '.join(missing)}"},
+            )
+        _number(change, "seq")
+        _number(change, "hlc")
+        if not isinstance(change["data"], dict):
+            raise central.SyncRefused(
+                422, {"error": "invalid", "detail": f"change {position}: data must be an object"}
+            )
+    _number(body, "now_ms")
+    return body
 
 
 @post(
@@ -59,11 +95,8 @@ async def sync_enroll(request: Request, data: dict[str, Any] = Body()) -> dict[s
     status_code=200,
 )
 async def sync_push(request: Request, data: dict[str, Any] = Body()) -> Any:
-    try:
-        box = await _box(request)
-        return await central.push(box, _body(data))
-    except central.SyncRefused as exc:
-        return _refused(exc)
+    box = await _box(request)
+    return await central.push(box, _push_body(data))
 
 
 @post(
@@ -75,16 +108,13 @@ async def sync_push(request: Request, data: dict[str, Any] = Body()) -> Any:
     status_code=200,
 )
 async def sync_pull(request: Request, data: dict[str, Any] = Body()) -> Any:
-    try:
-        box = await _box(request)
-        body = _body(data)
-        return await central.pull(
-            box,
-            cursor=int(body.get("cursor") or 0),
-            limit=int(body.get("limit") or central.PULL_LIMIT),
-        )
-    except central.SyncRefused as exc:
-        return _refused(exc)
+    box = await _box(request)
+    body = _body(data)
+    return await central.pull(
+        box,
+        cursor=_number(body, "cursor"),
+        limit=_number(body, "limit", central.PULL_LIMIT),
+    )
 
 
 @post(
@@ -96,11 +126,8 @@ async def sync_pull(request: Request, data: dict[str, Any] = Body()) -> Any:
     status_code=200,
 )
 async def sync_own(request: Request, data: dict[str, Any] = Body()) -> Any:
-    try:
-        box = await _box(request)
-        return await central.own_changes(box, after_seq=int(_body(data).get("after_seq") or 0))
-    except central.SyncRefused as exc:
-        return _refused(exc)
+    box = await _box(request)
+    return await central.own_changes(box, after_seq=_number(_body(data), "after_seq"))
 
 
 @post(
@@ -112,16 +139,13 @@ async def sync_own(request: Request, data: dict[str, Any] = Body()) -> Any:
     status_code=200,
 )
 async def sync_snapshot(request: Request, data: dict[str, Any] = Body()) -> Any:
-    try:
-        box = await _box(request)
-        body = _body(data)
-        if not body.get("table"):
-            return {"cursor": await central.feed_top()}
-        return await central.snapshot_page(
-            box, table=str(body["table"]), after=body.get("after") or None
-        )
-    except central.SyncRefused as exc:
-        return _refused(exc)
+    box = await _box(request)
+    body = _body(data)
+    if not body.get("table"):
+        return {"cursor": await central.feed_top()}
+    return await central.snapshot_page(
+        box, table=str(body["table"]), after=body.get("after") or None
+    )
 
 
 ROUTES = [sync_enroll, sync_push, sync_pull, sync_own, sync_snapshot]

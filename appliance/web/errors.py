@@ -22,6 +22,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from appliance.errors import DomainError, StorageUnavailable, ValidationFailed, storage_trouble
 from appliance.i18n import gettext as _
+from appliance.sync.central import SyncRefused
 from appliance.web.auth import PasswordChangeRequired, is_api
 
 log = logging.getLogger(__name__)
@@ -161,7 +162,14 @@ def unexpected(request: Request, exc: Exception) -> Response[Any]:
     )
 
 
+def sync_refused(request: Request, exc: SyncRefused) -> Response:
+    """A box's sync request central refuses: the protocol's own body (what the box should do),
+    e.g. ``{"error": "gap", "expected_seq": 42}``."""
+    return Response(content=exc.body, status_code=exc.status, media_type=MediaType.JSON)
+
+
 HANDLERS: dict[Any, Any] = {
+    SyncRefused: sync_refused,
     DomainError: domain_error,
     NotAuthorizedException: not_authorized,
     PermissionDeniedException: permission_denied,

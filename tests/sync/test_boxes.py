@@ -139,3 +139,29 @@ async def test_a_gap_is_refused_with_the_expected_sequence_and_known_changes_are
     rows = await SyncBox.select(SyncBox.last_seq).where(SyncBox.node_id == state["node_id"])
     assert rows[0]["last_seq"] == changes[-1]["seq"] + 1
     assert len(await payments(shared_central, box.settings.office_code)) == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "detail"),
+    [
+        ("push", {"changes": "all of them"}, "changes must be a list"),
+        ("push", {"changes": [{"id": "x"}]}, "change 0 lacks seq"),
+        ("push", {"changes": [{"seq": 1}], "now_ms": 0}, "change 0 lacks id"),
+        ("push", {"changes": [], "now_ms": "soon"}, "now_ms must be a whole number"),
+        ("pull", {"cursor": "abc"}, "cursor must be a whole number"),
+        ("pull", {"cursor": 0, "limit": [5]}, "limit must be a whole number"),
+        ("own", {"after_seq": {"n": 1}}, "after_seq must be a whole number"),
+    ],
+)
+async def test_a_malformed_request_of_an_enrolled_box_is_a_422_saying_what_is_wrong(
+    shared_central, make_box, path, body, detail
+):
+    box, _customer, state, changes = await _box_with_work(make_box, shared_central)
+    headers = box_headers(str(state["node_id"]), state["box_secret"])
+    answer = post(shared_central.url, path, body, headers)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"] == "invalid" and detail in answer.json()["detail"]
+    # Nothing of the box's work reached central, and a proper round still goes through.
+    assert await _central_has(shared_central, [c["id"] for c in changes]) == 0
+    await box.sync()
+    assert await _central_has(shared_central, [c["id"] for c in changes]) == len(changes)
