@@ -26,6 +26,7 @@ import httpx
 
 from appliance import clock
 from appliance.db import write_transaction
+from appliance.i18n import gettext as _
 from appliance.settings import Settings
 from appliance.sync import codec, hlc
 from appliance.sync.central import change_out
@@ -95,7 +96,7 @@ async def _post(
     try:
         return await http.post(_url(state["central_url"], path), json=body, headers=_headers(state))
     except httpx.HTTPError as exc:
-        raise SyncError(f"central unreachable: {type(exc).__name__}") from exc
+        raise SyncError(_("central unreachable: %(error)s", error=type(exc).__name__)) from exc
 
 
 def _refusal(response: httpx.Response) -> dict[str, Any]:
@@ -113,20 +114,24 @@ async def enroll(settings: Settings, *, central_url: str, code: str, force: bool
     """Register this box at central with a one-time code and keep the credentials."""
     state = await get_state()
     if state["enrolled_at"] is not None and not force:
-        raise SyncError("this box is enrolled already (use --force to enroll it again)")
+        raise SyncError(_("this box is enrolled already (use --force to enroll it again)"))
     async with httpx.AsyncClient(timeout=TIMEOUT_S, verify=_tls(), limits=_LIMITS) as http:
         try:
             response = await http.post(_url(central_url, "enroll"), json={"code": code})
         except httpx.HTTPError as exc:
-            raise SyncError(f"central unreachable: {type(exc).__name__}") from exc
+            raise SyncError(_("central unreachable: %(error)s", error=type(exc).__name__)) from exc
     if response.status_code != 200:
         detail = _refusal(response).get("detail") or response.text[:200]
-        raise SyncError(f"central refused the enrollment: {detail}")
+        raise SyncError(_("central refused the enrollment: %(detail)s", detail=detail))
     creds = response.json()
     if creds["office_code"] != settings.office_code:
         raise SyncError(
-            f"the code is for office {creds['office_code']}, but this box is set up as "
-            f"{settings.office_code} (CTVMS_OFFICE_CODE)"
+            _(
+                "the code is for office %(code)s, but this box is set up as %(box)s "
+                "(CTVMS_OFFICE_CODE)",
+                code=creds["office_code"],
+                box=settings.office_code,
+            )
         )
     node_id = uuid.UUID(creds["node_id"])
     office = creds["office_code"]
@@ -233,12 +238,16 @@ async def push(http: httpx.AsyncClient, result: RoundResult, *, batch: int = PUS
                 continue
             if refusal.get("error") == "identity_conflict":
                 await _block_numbering()
-                raise IdentityConflict("identity conflict: run `ctvms sync once` to catch up")
-            raise SyncError(f"central refused the push: {refusal}")
+                raise IdentityConflict(_("identity conflict: run `ctvms sync once` to catch up"))
+            raise SyncError(_("central refused the push: %(refusal)s", refusal=refusal))
         if response.status_code != 200:
+            reason = _refusal(response).get("error") or _refusal(response).get("detail")
             raise SyncError(
-                f"central refused the push ({response.status_code}): "
-                f"{_refusal(response).get('error') or _refusal(response).get('detail')}"
+                _(
+                    "central refused the push (%(status)s): %(reason)s",
+                    status=response.status_code,
+                    reason=reason,
+                )
             )
         answer = response.json()
         if int(answer["last_seq"]) > int((await get_state())["last_seq"]):
@@ -246,8 +255,10 @@ async def push(http: httpx.AsyncClient, result: RoundResult, *, batch: int = PUS
             # backwards (an old backup put back, or a copy of the card).
             await _block_numbering()
             raise IdentityConflict(
-                "identity conflict: central has changes of this box that it lacks "
-                "(restored from an old backup?); run `ctvms sync once` to catch up"
+                _(
+                    "identity conflict: central has changes of this box that it lacks "
+                    "(restored from an old backup?); run `ctvms sync once` to catch up"
+                )
             )
         if changes:
             async with write_transaction():
@@ -308,7 +319,7 @@ async def pull(http: httpx.AsyncClient, result: RoundResult, *, limit: int | Non
             body["limit"] = int(limit)
         response = await _post(http, state, "pull", body)
         if response.status_code != 200:
-            raise SyncError(f"central refused the pull ({response.status_code})")
+            raise SyncError(_("central refused the pull (%(status)s)", status=response.status_code))
         page = response.json()
         offset = int(page["now_ms"]) - now_ms() if page.get("now_ms") else None
         if not page["changes"] and not page["more"]:
@@ -340,7 +351,7 @@ async def bootstrap(http: httpx.AsyncClient) -> int:
     state = await get_state()
     response = await _post(http, state, "snapshot", {"table": None})
     if response.status_code != 200:
-        raise SyncError(f"central refused the snapshot ({response.status_code})")
+        raise SyncError(_("central refused the snapshot (%(status)s)", status=response.status_code))
     cursor = int(response.json()["cursor"])
     count = 0
     for table in codec.ORDER:
@@ -350,7 +361,9 @@ async def bootstrap(http: httpx.AsyncClient) -> int:
         while True:
             response = await _post(http, state, "snapshot", {"table": table, "after": after})
             if response.status_code != 200:
-                raise SyncError(f"central refused the snapshot ({response.status_code})")
+                raise SyncError(
+                    _("central refused the snapshot (%(status)s)", status=response.status_code)
+                )
             page = response.json()
             async with write_transaction(), applying():
                 for row in page["rows"]:
@@ -391,7 +404,9 @@ async def catch_up(http: httpx.AsyncClient) -> int:
     while True:
         response = await _post(http, state, "own", {"after_seq": after})
         if response.status_code != 200:
-            raise SyncError(f"central refused the catch-up ({response.status_code})")
+            raise SyncError(
+                _("central refused the catch-up (%(status)s)", status=response.status_code)
+            )
         page = response.json()
         central_last = int(page["last_seq"])
         if not page["changes"]:
@@ -490,7 +505,7 @@ async def sync_once(
     per pulled page (default: PUSH_BATCH and central's page size)."""
     state = await get_state()
     if not state["central_url"] or not state["box_secret"]:
-        raise SyncError("this box is not enrolled (ctvms sync enroll --central URL --code=CODE)")
+        raise SyncError(_("this box is not enrolled (ctvms sync enroll --central URL --code=CODE)"))
     if respect_backoff and (until := backoff_until(state)) and until > clock.now():
         return {"skipped": "backing off", "until": until.isoformat()}
     result = RoundResult()
