@@ -3,7 +3,10 @@
 Runs inside the caller's transaction with the capture triggers switched off, one savepoint per
 change: a change that cannot be applied (a duplicate invoice number, a missing parent row, a
 schema this node cannot read) rolls back alone and goes to the dead letters with the reason; the
-rest of the batch goes on.
+rest of the batch goes on. A run of inserts into append-only tables is tried first with one
+statement per table inside one savepoint, and change by change when that fails; the batch's known
+change ids are read in one query, and its log rows (with their feed numbers, in apply order) are
+written together at the end.
 
 - Append-only tables (payments, allocations, reversals, complaint events): insert if absent.
 - The others merge per field: a field takes the remote value when the remote change's
@@ -121,13 +124,16 @@ RECENT_CHANGES = 100
 
 
 async def _field_stamps(
-    table: str, row_id: Any, change_id: Any, fields: set[str]
+    table: str, row_id: Any, change_id: Any, fields: set[str], batch: _Batch | None = None
 ) -> dict[str, tuple[int, str]]:
     """The newest (HLC, node) this node knows for each of ``fields`` of a row.
 
     The row's newest changes are read first and usually name every field asked for; only when
     they do not is the row's whole history read, so a row edited thousands of times does not
-    cost thousands of rows per change."""
+    cost thousands of rows per change. Changes of the batch not yet written to the log are
+    written first when one of them is of this row."""
+    if batch is not None and (table, _key(row_id)) in batch.pending_rows:
+        await batch.flush()
     query = (
         "SELECT hlc, node_id, data FROM sync_changes WHERE table_name = {} AND row_id = {} "
         "AND id <> {} AND origin IN ('local', 'remote') ORDER BY hlc DESC"
@@ -145,11 +151,13 @@ async def _field_stamps(
     return stamps
 
 
-async def _merge_fields(change: dict[str, Any], row: dict[str, Any], outcome: Outcome) -> None:
+async def _merge_fields(
+    change: dict[str, Any], row: dict[str, Any], outcome: Outcome, batch: _Batch | None = None
+) -> None:
     table = change["table_name"]
     values = _values(table, change["data"])
     values.pop("id", None)
-    stamps = await _field_stamps(table, row["id"], change["id"], set(values))
+    stamps = await _field_stamps(table, row["id"], change["id"], set(values), batch)
     remote = (int(change["hlc"]), str(change["node_id"]))
     old = change.get("old") or {}
     updates: dict[str, Any] = {}
@@ -184,7 +192,9 @@ async def _merge_fields(change: dict[str, Any], row: dict[str, Any], outcome: Ou
         await _update(table, row["id"], updates)
 
 
-async def _apply_row(change: dict[str, Any], outcome: Outcome, *, central: bool) -> bool:
+async def _apply_row(
+    change: dict[str, Any], outcome: Outcome, *, central: bool, batch: _Batch | None = None
+) -> bool:
     """Apply one change; False when it is only recorded (nothing to write here)."""
     table = change["table_name"]
     if table not in codec.MODES:
@@ -211,13 +221,13 @@ async def _apply_row(change: dict[str, Any], outcome: Outcome, *, central: bool)
             change["data"]["id"] = str(twin)
             row = await _select_row(table, twin)
             if codec.MODES[table] == codec.MERGE and row is not None:
-                await _merge_fields(change, row, outcome)
+                await _merge_fields(change, row, outcome, batch)
             return True
         await _insert(table, values)
         return True
     if codec.MODES[table] == codec.APPEND:
         return True
-    await _merge_fields(change, row, outcome)
+    await _merge_fields(change, row, outcome, batch)
     return True
 
 
@@ -237,17 +247,15 @@ async def _mail_status(change: dict[str, Any]) -> None:
         await _update("sync_mail_status", uuid.UUID(str(change["row_id"])), values)
 
 
-async def _record(change: dict[str, Any], *, origin: str, feed: bool) -> None:
-    feed_seq = None
-    if feed:
-        rows = await _raw(
-            "UPDATE sync_state SET feed_seq = feed_seq + 1 WHERE key = 'local' RETURNING feed_seq"
-        )
-        feed_seq = rows[0]["feed_seq"]
-    await _raw(
-        "INSERT INTO sync_changes (id, seq, hlc, node_id, office_code, table_name, row_id, "
-        "customer_id, op, data, old, schema_version, sent, origin, feed_seq) VALUES "
-        "({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
+_RECORD_COLUMNS = (
+    "id, seq, hlc, node_id, office_code, table_name, row_id, customer_id, op, data, old, "
+    "schema_version, sent, origin, feed_seq"
+)
+
+
+def _record_values(change: dict[str, Any], *, origin: str) -> list[Any]:
+    """The change's row in ``sync_changes`` without its feed number (the last column)."""
+    return [
         uuid.UUID(str(change["id"])),
         int(change["seq"]),
         int(change["hlc"]),
@@ -262,8 +270,83 @@ async def _record(change: dict[str, Any], *, origin: str, feed: bool) -> None:
         int(change.get("schema_version") or SCHEMA_VERSION),
         True,
         origin,
-        feed_seq,
-    )
+    ]
+
+
+def _key(value: Any) -> str:
+    """An id as text, the same whichever form (UUID, text) it comes in."""
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        return str(value)
+
+
+# Rows per multi-row INSERT, so a statement stays far below the drivers' parameter limits.
+CHUNK_PARAMS = 8000
+
+
+async def _insert_many(table: str, names: list[str], rows: list[list[Any]]) -> None:
+    columns = ", ".join(f'"{k}"' for k in names)
+    marks = "(" + ", ".join("{}" for _ in names) + ")"
+    step = max(1, CHUNK_PARAMS // max(1, len(names)))
+    for start in range(0, len(rows), step):
+        chunk = rows[start : start + step]
+        await _raw(
+            f'INSERT INTO "{table}" ({columns}) VALUES ' + ", ".join(marks for _ in chunk),
+            *(value for row in chunk for value in row),
+        )
+
+
+class _Batch:
+    """The log rows of a batch's applied changes, written together: feed numbers taken in one
+    statement for all of them, in apply order, and the rows in multi-row INSERTs.
+
+    A change whose merge reads the log of a row with a change still pending writes them first
+    (``flush``). When that happens inside a change's savepoint and the change then rolls back,
+    the flushed rows (and the feed numbers they took) roll back with it: they are pending again
+    (``rolled_back``) and written by the next flush."""
+
+    def __init__(self, *, central: bool) -> None:
+        self.central = central
+        self.pending: list[tuple[list[Any], bool]] = []
+        self.pending_rows: set[tuple[str, str]] = set()
+        self.flushed_in_savepoint: list[tuple[list[Any], bool]] = []
+
+    def add(self, change: dict[str, Any], *, origin: str, feed: bool) -> None:
+        self.pending.append((_record_values(change, origin=origin), feed))
+        self.pending_rows.add((change["table_name"], _key(change["row_id"])))
+
+    def savepoint_started(self) -> None:
+        self.flushed_in_savepoint = []
+
+    def rolled_back(self) -> None:
+        if self.flushed_in_savepoint:
+            self.pending = self.flushed_in_savepoint + self.pending
+            self.pending_rows |= {(v[5], _key(v[6])) for v, _feed in self.flushed_in_savepoint}
+            self.flushed_in_savepoint = []
+
+    async def flush(self) -> None:
+        if not self.pending:
+            return
+        records, self.pending, self.pending_rows = self.pending, [], set()
+        wanted = sum(1 for _values, feed in records if feed)
+        number = 0
+        if wanted:
+            rows = await _raw(
+                "UPDATE sync_state SET feed_seq = feed_seq + {} WHERE key = 'local' "
+                "RETURNING feed_seq",
+                wanted,
+            )
+            number = int(rows[0]["feed_seq"]) - wanted
+        values = []
+        for record, feed in records:
+            feed_seq = None
+            if feed:
+                number += 1
+                feed_seq = number
+            values.append([*record, feed_seq])
+        await _insert_many("sync_changes", [c.strip() for c in _RECORD_COLUMNS.split(",")], values)
+        self.flushed_in_savepoint += records
 
 
 async def dead_letter(change: dict[str, Any], reason: str) -> None:
@@ -281,13 +364,164 @@ async def dead_letter(change: dict[str, Any], reason: str) -> None:
     )
 
 
+async def _known_ids(changes: list[dict[str, Any]]) -> set[str]:
+    """The ids of ``changes`` this node already has (applied or dead)."""
+    ids = list(dict.fromkeys(c["id"] for c in changes))
+    known_ids: set[str] = set()
+    step = 500
+    for start in range(0, len(ids), step):
+        chunk = ids[start : start + step]
+        marks = ", ".join("{}" for _ in chunk)
+        rows = await _raw(f"SELECT id FROM sync_changes WHERE id IN ({marks})", *chunk)
+        known_ids |= {_key(r["id"]) for r in rows}
+    return known_ids
+
+
+def _fast_candidate(change: dict[str, Any]) -> bool:
+    """An insert into an append-only table in a schema this node reads: the batch's run of
+    them may be inserted together (``_apply_appends``)."""
+    table = change.get("table_name")
+    return (
+        codec.MODES.get(table) == codec.APPEND
+        and change.get("op") == "insert"
+        and int(change.get("schema_version") or SCHEMA_VERSION) in ACCEPTED_VERSIONS
+        and int(change.get("schema_version") or SCHEMA_VERSION) <= SCHEMA_VERSION
+        and isinstance(change.get("data"), dict)
+    )
+
+
+async def _insert_appends(
+    run: list[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], list[list[Any]]] | None:
+    """``_apply_appends``'s work (in its savepoint): the translated changes and their log rows,
+    or None when the run cannot be inserted at once."""
+    references: set[str] = set()
+    for change in run:
+        for column, target in ALIASED_REFERENCES.items():
+            value = change["data"].get(column)
+            if value and target in NATURAL_KEYS:
+                references.add(_key(value))
+    aliases: dict[str, str] = {}
+    if references:
+        refs = [uuid.UUID(r) for r in references]
+        marks = ", ".join("{}" for _ in refs)
+        rows = await _raw(
+            f"SELECT remote_id, local_id FROM sync_aliases WHERE remote_id IN ({marks})", *refs
+        )
+        aliases = {_key(r["remote_id"]): str(r["local_id"]) for r in rows}
+    translated: list[dict[str, Any]] = []
+    for change in run:
+        data = dict(change["data"])
+        for column, target in ALIASED_REFERENCES.items():
+            value = data.get(column)
+            if value and target in NATURAL_KEYS and (local := aliases.get(_key(value))):
+                data[column] = local
+        translated.append({**change, "data": data})
+    by_table: dict[str, list[str]] = {}
+    for change in translated:
+        by_table.setdefault(change["table_name"], []).append(_key(change["row_id"]))
+    present: set[tuple[str, str]] = set()
+    for table, row_ids in by_table.items():
+        ids = [uuid.UUID(r) for r in dict.fromkeys(row_ids)]
+        marks = ", ".join("{}" for _ in ids)
+        rows = await _raw(f'SELECT id FROM "{table}" WHERE id IN ({marks})', *ids)
+        present |= {(table, _key(r["id"])) for r in rows}
+    # Rows to insert, in the run's order; a row inserted earlier in the run is present.
+    inserts: list[tuple[int, str, dict[str, Any]]] = []
+    position: dict[str, int] = {}
+    for index, change in enumerate(translated):
+        table, row_key = change["table_name"], _key(change["row_id"])
+        if (table, row_key) in present:
+            continue
+        present.add((table, row_key))
+        inserts.append((index, table, _values(table, change["data"])))
+        position[row_key] = index
+    for index, _table, values in inserts:
+        for name, value in values.items():
+            if (
+                name != "id"
+                and isinstance(value, uuid.UUID)
+                and position.get(str(value), -1) > index
+            ):
+                return None  # a child before its parent: one by one, as before
+    records = [_record_values(c, origin="remote") for c in translated]
+    # Parents' tables first (codec.ORDER), one statement per table and set of columns.
+    groups: dict[tuple[str, tuple[str, ...]], list[list[Any]]] = {}
+    for table in codec.ORDER:
+        for _index, name, values in inserts:
+            if name == table:
+                groups.setdefault((table, tuple(values)), []).append(list(values.values()))
+    for (table, names), rows_of in groups.items():
+        await _insert_many(table, list(names), rows_of)
+    return translated, records
+
+
+async def _apply_appends(run: list[dict[str, Any]], outcome: Outcome, batch: _Batch) -> bool:
+    """Apply a run of append-only inserts with one statement per table (and set of columns)
+    inside a savepoint, as applying them one by one would: a row already here is left alone,
+    references to aliases are translated. False, with nothing written, when that cannot be
+    done at once (a child before its parent in the run, any error): the caller then applies
+    the run change by change, so a bad change goes alone to the dead letters."""
+    await _raw("SAVEPOINT sync_appends")
+    try:
+        prepared = await _insert_appends(run)
+    except Exception:  # one of them cannot be applied: the caller goes one by one
+        prepared = None
+    if prepared is None:
+        await _raw("ROLLBACK TO SAVEPOINT sync_appends")
+        await _raw("RELEASE SAVEPOINT sync_appends")
+        return False
+    await _raw("RELEASE SAVEPOINT sync_appends")
+    translated, records = prepared
+    feed = batch.central
+    for change, done, record in zip(run, translated, records, strict=True):
+        change["data"] = done["data"]
+        batch.pending.append((record, feed))
+        batch.pending_rows.add((change["table_name"], _key(change["row_id"])))
+        outcome.applied += 1
+        if change.get("customer_id"):
+            outcome.customers.add(change["customer_id"])
+            if change["table_name"] in codec.BILLING_TABLES:
+                outcome.billing_customers.add(change["customer_id"])
+    return True
+
+
 async def apply_changes(changes: list[dict[str, Any]], *, central: bool) -> Outcome:
     """Apply ``changes`` (in order) inside the caller's transaction."""
     outcome = Outcome()
-    for change in changes:
-        if await known(change["id"]):
+    batch = _Batch(central=central)
+    known_ids = await _known_ids(changes)
+    one_by_one_until = 0
+    index = 0
+    while index < len(changes):
+        change = changes[index]
+        index += 1
+        change_key = _key(change["id"])
+        if change_key in known_ids:
             outcome.duplicates += 1
             continue
+        if index > one_by_one_until and _fast_candidate(change):
+            run = [change]
+            run_keys = {change_key}
+            end = index
+            while end < len(changes) and len(run) < 1000:
+                following = changes[end]
+                following_key = _key(following["id"])
+                if (
+                    not _fast_candidate(following)
+                    or following_key in known_ids
+                    or following_key in run_keys
+                ):
+                    break
+                run.append(following)
+                run_keys.add(following_key)
+                end += 1
+            if len(run) > 1:
+                if await _apply_appends(run, outcome, batch):
+                    known_ids |= run_keys
+                    index = end
+                    continue
+                one_by_one_until = end
         version = int(change.get("schema_version") or SCHEMA_VERSION)
         if version > SCHEMA_VERSION:
             outcome.newer_schema = True
@@ -295,31 +529,38 @@ async def apply_changes(changes: list[dict[str, Any]], *, central: bool) -> Outc
                 # A box cannot read it: stop here and keep the rest for after the update.
                 break
         await _raw("SAVEPOINT sync_change")
+        batch.savepoint_started()
         try:
             if version not in ACCEPTED_VERSIONS:
                 raise Rejected(
                     f"schema version {version} is not accepted here "
                     f"(accepted: {', '.join(map(str, ACCEPTED_VERSIONS))})"
                 )
-            written = await _apply_row(change, outcome, central=central)
+            written = await _apply_row(change, outcome, central=central, batch=batch)
             feed = central and change["table_name"] != "outbox"
-            await _record(change, origin="remote", feed=feed)
+            record = _record_values(change, origin="remote")
             await _raw("RELEASE SAVEPOINT sync_change")
         except Exception as exc:  # any failure of one change dead-letters it
             await _raw("ROLLBACK TO SAVEPOINT sync_change")
             await _raw("RELEASE SAVEPOINT sync_change")
+            batch.rolled_back()
             reason = exc.args[0] if isinstance(exc, Rejected) else f"{type(exc).__name__}: {exc}"
             log.warning(
                 "sync change rejected",
                 extra={"change": str(change["id"]), "table": change.get("table_name")},
             )
             await dead_letter(change, str(reason))
-            await _record(change, origin="dead", feed=False)
+            batch.add(change, origin="dead", feed=False)
+            known_ids.add(change_key)
             outcome.dead += 1
             continue
+        batch.pending.append((record, feed))
+        batch.pending_rows.add((change["table_name"], _key(change["row_id"])))
+        known_ids.add(change_key)
         outcome.applied += 1
         if written and change.get("customer_id"):
             outcome.customers.add(change["customer_id"])
             if change["table_name"] in codec.BILLING_TABLES:
                 outcome.billing_customers.add(change["customer_id"])
+    await batch.flush()
     return outcome
