@@ -418,24 +418,47 @@ async def recompute_balances(customers: set[Any]) -> int:
     offices counts once and the excess becomes credit, flagged for the owner. Cash taken is
     never rejected. Returns the number of customers whose figures changed."""
     changed = 0
-    for customer_id in sorted(customers, key=str):
-        cid = uuid.UUID(str(customer_id))
-        received = await SyncChange.raw(
-            "SELECT coalesce(sum(p.amount), 0) AS total FROM billing_payments p "
-            "WHERE p.customer = {} AND NOT EXISTS "
-            "(SELECT 1 FROM billing_reversals r WHERE r.payment = p.id)",
-            cid,
-        )
-        allocated = await SyncChange.raw(
-            "SELECT c.id, c.amount, c.paid, c.opening, coalesce(sum(CASE WHEN r.id IS NULL "
-            "THEN a.amount ELSE 0 END), 0) AS alloc, string_agg(CASE WHEN r.id IS NULL "
-            "THEN p.number END, ',') AS numbers FROM billing_charges c "
-            "JOIN billing_allocations a ON a.charge = c.id "
-            "JOIN billing_payments p ON p.id = a.payment "
-            "LEFT JOIN billing_reversals r ON r.payment = p.id "
-            "WHERE c.customer = {} GROUP BY c.id, c.amount, c.paid, c.opening",
-            cid,
-        )
+    ids = sorted({uuid.UUID(str(c)) for c in customers}, key=str)
+    if not ids:
+        return 0
+    marks = ", ".join("{}" for _ in ids)
+    # Each customer's figures, read for the whole batch at once (a customer's charges, account
+    # and flags are its own, so settling one does not change another's).
+    received_by: dict[str, int] = {}
+    for row in await SyncChange.raw(
+        "SELECT p.customer, coalesce(sum(p.amount), 0) AS total FROM billing_payments p "
+        f"WHERE p.customer IN ({marks}) AND NOT EXISTS "
+        "(SELECT 1 FROM billing_reversals r WHERE r.payment = p.id) GROUP BY p.customer",
+        *ids,
+    ):
+        received_by[str(row["customer"])] = int(row["total"])
+    allocated_by: dict[str, list[dict[str, Any]]] = {}
+    for row in await SyncChange.raw(
+        "SELECT c.customer, c.id, c.amount, c.paid, c.opening, coalesce(sum(CASE WHEN r.id IS "
+        "NULL THEN a.amount ELSE 0 END), 0) AS alloc, string_agg(CASE WHEN r.id IS NULL "
+        "THEN p.number END, ',') AS numbers FROM billing_charges c "
+        "JOIN billing_allocations a ON a.charge = c.id "
+        "JOIN billing_payments p ON p.id = a.payment "
+        "LEFT JOIN billing_reversals r ON r.payment = p.id "
+        f"WHERE c.customer IN ({marks}) GROUP BY c.customer, c.id, c.amount, c.paid, c.opening",
+        *ids,
+    ):
+        allocated_by.setdefault(str(row["customer"]), []).append(row)
+    accounts_by: dict[str, list[dict[str, Any]]] = {}
+    for row in await SyncChange.raw(
+        f"SELECT id, customer, credit FROM billing_accounts WHERE customer IN ({marks})", *ids
+    ):
+        accounts_by.setdefault(str(row["customer"]), []).append(row)
+    flagged_by: dict[str, int] = {}
+    for row in await SyncOverpayment.raw(
+        "SELECT customer, coalesce(max(excess), 0) AS e FROM sync_overpayments "
+        f"WHERE customer IN ({marks}) GROUP BY customer",
+        *ids,
+    ):
+        flagged_by[str(row["customer"])] = int(row["e"])
+    for cid in ids:
+        received = [{"total": received_by.get(str(cid), 0)}]
+        allocated = allocated_by.get(str(cid), [])
         settled = 0
         excess: list[dict[str, Any]] = []
         for charge in allocated:
@@ -456,9 +479,7 @@ async def recompute_balances(customers: set[Any]) -> int:
                 )
                 changed += 1
         credit = int(received[0]["total"]) - settled
-        account = await SyncChange.raw(
-            "SELECT id, credit FROM billing_accounts WHERE customer = {}", cid
-        )
+        account = accounts_by.get(str(cid), [])
         if not account:
             if credit:
                 await SyncChange.raw(
@@ -479,19 +500,14 @@ async def recompute_balances(customers: set[Any]) -> int:
             )
             changed += 1
         total_excess = sum(e["excess"] for e in excess)
-        if total_excess:
-            flagged = await SyncOverpayment.raw(
-                "SELECT coalesce(max(excess), 0) AS e FROM sync_overpayments WHERE customer = {}",
-                cid,
+        if total_excess and flagged_by.get(str(cid), 0) != total_excess:
+            await SyncOverpayment.insert(
+                SyncOverpayment(customer=cid, excess=total_excess, detail=json.dumps(excess))
             )
-            if int(flagged[0]["e"]) != total_excess:
-                await SyncOverpayment.insert(
-                    SyncOverpayment(customer=cid, excess=total_excess, detail=json.dumps(excess))
-                )
-                log.warning(
-                    "overpayment across offices",
-                    extra={"customer": str(cid), "excess": total_excess},
-                )
+            log.warning(
+                "overpayment across offices",
+                extra={"customer": str(cid), "excess": total_excess},
+            )
     return changed
 
 
