@@ -65,10 +65,6 @@ async def _raw(sql: str, *args: Any) -> list[dict[str, Any]]:
     return await SyncChange.raw(sql, *args)
 
 
-async def known(change_id: Any) -> bool:
-    return bool(await _raw("SELECT 1 AS x FROM sync_changes WHERE id = {}", change_id))
-
-
 async def _alias(remote_id: Any) -> Any:
     rows = await _raw("SELECT local_id FROM sync_aliases WHERE remote_id = {}", remote_id)
     return rows[0]["local_id"] if rows else None
