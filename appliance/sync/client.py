@@ -241,7 +241,8 @@ async def push(http: httpx.AsyncClient, result: RoundResult, *, batch: int = PUS
                 raise IdentityConflict(_("identity conflict: run `ctvms sync once` to catch up"))
             raise SyncError(_("central refused the push: %(refusal)s", refusal=refusal))
         if response.status_code != 200:
-            reason = _refusal(response).get("error") or _refusal(response).get("detail")
+            refusal = _refusal(response)
+            reason = refusal.get("error") or refusal.get("detail")
             raise SyncError(
                 _(
                     "central refused the push (%(status)s): %(reason)s",
