@@ -16,7 +16,12 @@ from pathlib import Path
 
 from babel import Locale
 from babel.dates import format_date, format_datetime
-from babel.numbers import format_currency, format_decimal
+from babel.numbers import (
+    format_currency,
+    format_decimal,
+    get_currency_precision,
+    get_currency_symbol,
+)
 from babel.support import NullTranslations, Translations
 
 LOCALE_DIR = Path(__file__).parent / "locale"
@@ -85,9 +90,71 @@ def pick_locale(accept_language: str | None, default: str) -> str:
 
 def money(minor: int, currency: str) -> str:
     """Format an amount held in minor units (cents), e.g. 12345 -> "R$ 123,45"."""
-    return format_currency(
-        Decimal(minor).scaleb(-2), currency, locale=_babel_locale(current_locale())
-    )
+    return _money_format(current_locale(), currency)(minor)
+
+
+class _MoneyFormat:
+    """Babel's standard currency format for one locale and currency, prepared once.
+
+    ``babel.numbers.format_currency`` looks up the pattern, the currency's symbol and precision
+    and the locale's separators on every call (~25 us; a dashboard formats a hundred amounts).
+    For the usual pattern (a prefix and suffix around grouped digits, two decimals) the pieces
+    are taken from Babel once and joined with plain string operations, giving the same text.
+    Any other pattern (no decimals, like JPY; quoted text; a currency name) goes through the
+    Babel pattern each time, so the output is always Babel's.
+    """
+
+    __slots__ = ("affixes", "babel_locale", "currency", "decimal", "fast", "group", "grouping")
+
+    def __init__(self, locale: str, currency: str) -> None:
+        self.babel_locale = _babel_locale(locale)
+        self.currency = currency
+        pattern = self.babel_locale.currency_formats["standard"]
+        symbols = self.babel_locale.number_symbols["latn"]
+        self.group = symbols["group"]
+        self.decimal = symbols["decimal"]
+        self.grouping = pattern.grouping
+        symbol = get_currency_symbol(currency, self.babel_locale)
+        # (positive prefix, suffix), (negative prefix, suffix), with the sign written as Babel
+        # writes it (the pattern's own "-", not the locale's minus sign).
+        self.affixes = tuple(
+            (prefix.replace("¤", symbol), suffix.replace("¤", symbol))
+            for prefix, suffix in zip(pattern.prefix, pattern.suffix, strict=True)
+        )
+        texts = (*pattern.prefix, *pattern.suffix, self.group, self.decimal, symbol)
+        self.fast = (
+            get_currency_precision(currency) == 2
+            and pattern.int_prec[0] <= 1
+            and not pattern.exp_prec
+            and pattern.scale == 0
+            and "@" not in pattern.pattern
+            and not any("'" in text or "¤¤" in text for text in texts)
+            and min(pattern.grouping) > 0
+        )
+
+    def __call__(self, minor: int) -> str:
+        if not self.fast or not isinstance(minor, int):
+            return format_currency(
+                Decimal(minor).scaleb(-2), self.currency, locale=self.babel_locale
+            )
+        whole, cents = divmod(-minor if minor < 0 else minor, 100)
+        digits = str(whole)
+        size = self.grouping[0]
+        if len(digits) > size:
+            groups = []
+            while len(digits) > size:
+                groups.append(digits[-size:])
+                digits = digits[:-size]
+                size = self.grouping[1]
+            groups.append(digits)
+            digits = self.group.join(reversed(groups))
+        prefix, suffix = self.affixes[minor < 0]
+        return f"{prefix}{digits}{self.decimal}{cents:02d}{suffix}"
+
+
+@cache
+def _money_format(locale: str, currency: str) -> _MoneyFormat:
+    return _MoneyFormat(locale, currency)
 
 
 def decimal_amount(minor: int) -> str:
