@@ -293,6 +293,26 @@ async def _insert_many(table: str, names: list[str], rows: list[list[Any]]) -> N
         )
 
 
+async def _execute_many(sql: str, rows: list[list[Any]]) -> None:
+    """Run one statement (``{}`` placeholders) once per row of parameters, on the current
+    transaction's connection: asyncpg pipelines them in one round trip, sqlite3 loops in C.
+    The drivers get the same values Piccolo's own queries pass them."""
+    if not rows:
+        return
+    from appliance import db
+
+    eng = db.engine()
+    transaction = eng.current_transaction.get()
+    if transaction is None:
+        raise RuntimeError("_execute_many runs inside a transaction")
+    if db.is_sqlite():
+        await transaction.connection.executemany(sql.replace("{}", "?"), rows)
+        return
+    parts = sql.split("{}")
+    numbered = parts[0] + "".join(f"${n}{part}" for n, part in enumerate(parts[1:], start=1))
+    await transaction.connection.executemany(numbered, rows)
+
+
 class _Batch:
     """The log rows of a batch's applied changes, written together: feed numbers taken in one
     statement for all of them, in apply order, and the rows in multi-row INSERTs.
@@ -482,6 +502,291 @@ async def _apply_appends(run: list[dict[str, Any]], outcome: Outcome, batch: _Ba
     return True
 
 
+# -- runs of field merges and mail statuses ----------------------------------------------------
+
+
+def _merge_candidate(change: dict[str, Any], *, central: bool) -> bool:
+    """An update of a merged table (or, at central, a box's mail status) in a schema this node
+    reads: the batch's run of them may be applied together (``_apply_merges``)."""
+    table = change.get("table_name")
+    version = int(change.get("schema_version") or SCHEMA_VERSION)
+    if not (
+        version in ACCEPTED_VERSIONS
+        and version <= SCHEMA_VERSION
+        and isinstance(change.get("data"), dict)
+        and codec.MODES.get(table) == codec.MERGE
+    ):
+        return False
+    if table == "outbox":
+        return central
+    return change.get("op") == "update"
+
+
+def _in_chunks(ids: list[Any], step: int = 500) -> list[list[Any]]:
+    return [ids[start : start + step] for start in range(0, len(ids), step)]
+
+
+async def _aliases_of(keys: set[str]) -> dict[str, str]:
+    aliases: dict[str, str] = {}
+    for chunk in _in_chunks([uuid.UUID(k) for k in keys]):
+        marks = ", ".join("{}" for _ in chunk)
+        rows = await _raw(
+            f"SELECT remote_id, local_id FROM sync_aliases WHERE remote_id IN ({marks})", *chunk
+        )
+        aliases |= {_key(r["remote_id"]): str(r["local_id"]) for r in rows}
+    return aliases
+
+
+def _translated(change: dict[str, Any], aliases: dict[str, str]) -> dict[str, Any]:
+    """``_translate`` with the aliases read beforehand, on a copy."""
+    change = {**change, "data": dict(change["data"])}
+    table = change["table_name"]
+    if table in NATURAL_KEYS and (local := aliases.get(_key(change["row_id"]))):
+        change["row_id"] = local
+        if "id" in change["data"]:
+            change["data"]["id"] = local
+    for column, target in ALIASED_REFERENCES.items():
+        value = change["data"].get(column)
+        if value and target in NATURAL_KEYS and (local := aliases.get(_key(value))):
+            change["data"][column] = local
+    return change
+
+
+def _alias_keys(changes: list[dict[str, Any]]) -> set[str]:
+    keys: set[str] = set()
+    for change in changes:
+        if change["table_name"] in NATURAL_KEYS:
+            keys.add(_key(change["row_id"]))
+        for column, target in ALIASED_REFERENCES.items():
+            value = change["data"].get(column)
+            if value and target in NATURAL_KEYS:
+                keys.add(_key(value))
+    return keys
+
+
+async def _rows_of(table: str, keys: list[str]) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for chunk in _in_chunks([uuid.UUID(k) for k in dict.fromkeys(keys)]):
+        marks = ", ".join("{}" for _ in chunk)
+        rows = await _raw(f'SELECT * FROM "{table}" WHERE id IN ({marks})', *chunk)
+        found |= {_key(r["id"]): r for r in rows}
+    return found
+
+
+async def _stamps_of(table: str, keys: list[str]) -> dict[str, tuple[dict, int]]:
+    """Per row: the newest (HLC, node) of each field in its last ``RECENT_CHANGES`` changes,
+    and how many changes that read (``_field_stamps`` for many rows in one query each 500)."""
+    stamps: dict[str, tuple[dict[str, tuple[int, str]], int]] = {}
+    for chunk in _in_chunks([uuid.UUID(k) for k in dict.fromkeys(keys)]):
+        marks = ", ".join("{}" for _ in chunk)
+        rows = await _raw(
+            "SELECT row_id, hlc, node_id, data FROM ("
+            "SELECT row_id, hlc, node_id, data, "
+            "ROW_NUMBER() OVER (PARTITION BY row_id ORDER BY hlc DESC) AS recent "
+            f"FROM sync_changes WHERE table_name = {{}} AND row_id IN ({marks}) "
+            "AND origin IN ('local', 'remote')) AS newest "
+            f"WHERE recent <= {RECENT_CHANGES}",
+            table,
+            *chunk,
+        )
+        for row in rows:
+            fields, count = stamps.get(_key(row["row_id"]), ({}, 0))
+            stamp = (int(row["hlc"]), str(row["node_id"]))
+            for name in json.loads(row["data"]):
+                if name not in fields or stamp > fields[name]:
+                    fields[name] = stamp
+            stamps[_key(row["row_id"])] = (fields, count + 1)
+    return stamps
+
+
+def _conflict(table: str, row_id: Any, name: str, winner: tuple, loser: tuple) -> SyncConflict:
+    def node(stamp: tuple[int, str]) -> uuid.UUID:
+        return uuid.UUID(stamp[1]) if stamp[1] else uuid.UUID(int=0)
+
+    return SyncConflict(
+        table_name=table,
+        row_id=row_id,
+        field=name,
+        winner_value=json.dumps(codec.to_json(winner[0])),
+        winner_hlc=winner[1][0],
+        winner_node=node(winner[1]),
+        loser_value=json.dumps(codec.to_json(loser[0])),
+        loser_hlc=loser[1][0],
+        loser_node=node(loser[1]),
+    )
+
+
+async def _merge_run(
+    run: list[dict[str, Any]], outcome: Outcome, batch: _Batch
+) -> list[dict[str, Any]]:
+    """``_apply_merges``'s work (in its savepoint): the translated changes applied, a prefix
+    of ``run`` that ends before the first change whose row is not here."""
+    aliases = await _aliases_of(_alias_keys(run))
+    translated = [_translated(c, aliases) for c in run]
+    by_table: dict[str, list[str]] = {}
+    for change in translated:
+        by_table.setdefault(change["table_name"], []).append(_key(change["row_id"]))
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for table, keys in by_table.items():
+        rows |= {(table, k): r for k, r in (await _rows_of(table, keys)).items()}
+    done: list[dict[str, Any]] = []
+    for change in translated:
+        if (change["table_name"], _key(change["row_id"])) not in rows:
+            break  # an update of a row this node does not have: one by one, to the dead letters
+        done.append(change)
+    if not done:
+        return done
+    if any((c["table_name"], _key(c["row_id"])) in batch.pending_rows for c in done):
+        await batch.flush()
+    stamps: dict[tuple[str, str], tuple[dict, int]] = {}
+    for table in {c["table_name"] for c in done}:
+        keys = [_key(c["row_id"]) for c in done if c["table_name"] == table]
+        stamps |= {(table, k): v for k, v in (await _stamps_of(table, keys)).items()}
+    updates: dict[tuple[str, str], dict[str, Any]] = {}
+    conflicts: list[SyncConflict] = []
+    for change in done:
+        table, key = change["table_name"], _key(change["row_id"])
+        row = rows[(table, key)]
+        values = _values(table, change["data"])
+        values.pop("id", None)
+        fields, count = stamps.get((table, key), ({}, 0))
+        if count >= RECENT_CHANGES and not set(values) <= set(fields):
+            older = await _field_stamps(table, row["id"], change["id"], set(values))
+            fields = {
+                name: max(stamp, fields.get(name, stamp)) for name, stamp in older.items()
+            } | {name: stamp for name, stamp in fields.items() if name not in older}
+        remote = (int(change["hlc"]), str(change["node_id"]))
+        old = change.get("old") or {}
+        for name, value in values.items():
+            current = row.get(name)
+            if codec.same(table, name, current, value):
+                continue
+            local = fields.get(name, (0, ""))
+            remote_wins = remote > local
+            if remote_wins:
+                updates.setdefault((table, key), {})[name] = value
+                row[name] = value
+            concurrent = name in old and not codec.same(table, name, old[name], current)
+            if concurrent and name not in codec.QUIET_FIELDS:
+                winner, loser = (value, remote), (current, local)
+                if not remote_wins:
+                    winner, loser = loser, winner
+                conflicts.append(_conflict(table, row["id"], name, winner, loser))
+                outcome.conflicts += 1
+        # What the log would say of this row once this change is written to it.
+        fields = dict(fields)
+        for name in change["data"]:
+            if name not in fields or remote > fields[name]:
+                fields[name] = remote
+        stamps[(table, key)] = (fields, count + 1)
+    statements: dict[tuple[str, tuple[str, ...]], list[list[Any]]] = {}
+    for (table, key), values in updates.items():
+        names = tuple(values)
+        statements.setdefault((table, names), []).append(
+            [*values.values(), rows[(table, key)]["id"]]
+        )
+    for (table, names), params in statements.items():
+        sets = ", ".join(f'"{name}" = {{}}' for name in names)
+        await _execute_many(f'UPDATE "{table}" SET {sets} WHERE id = {{}}', params)
+    if conflicts:
+        await SyncConflict.insert(*conflicts)
+    return done
+
+
+MAIL_FIELDS = ("kind", "to_addr", "status", "attempts", "last_error", "created_at", "sent_at")
+
+
+async def _mail_statuses(run: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``_mail_status`` for a run of a box's outbox changes: each message's fields as the run
+    leaves them, one upsert per set of fields."""
+    final: dict[str, dict[str, Any]] = {}
+    for change in run:
+        key = _key(change["row_id"])
+        values = final.setdefault(key, {"office_code": change["office_code"]})
+        values |= {
+            k: codec.decode("outbox", k, change["data"][k])
+            for k in MAIL_FIELDS
+            if k in change["data"]
+        }
+    groups: dict[tuple[str, ...], list[list[Any]]] = {}
+    for key, values in final.items():
+        groups.setdefault(tuple(values), []).append([uuid.UUID(key), *values.values()])
+    for names, params in groups.items():
+        columns = ", ".join(f'"{n}"' for n in ("id", *names))
+        marks = ", ".join("{}" for _ in range(len(names) + 1))
+        # A message seen before keeps its office (as _mail_status never changes it).
+        sets = ", ".join(f'"{n}" = excluded."{n}"' for n in names if n != "office_code")
+        action = f"DO UPDATE SET {sets}" if sets else "DO NOTHING"
+        await _execute_many(
+            f"INSERT INTO sync_mail_status ({columns}) VALUES ({marks}) ON CONFLICT (id) {action}",
+            params,
+        )
+    return run
+
+
+async def _apply_merges(
+    run: list[dict[str, Any]], outcome: Outcome, batch: _Batch, *, central: bool
+) -> tuple[int, bool]:
+    """Apply a run of field merges (or, at central, mail statuses) with a few statements for
+    the whole run, inside a savepoint, as applying them one by one would: the number of
+    changes applied from the start of the run, and whether it failed. Nothing is written when
+    none could be (the first change's row is missing) or on any error; the caller then goes
+    one by one, the first change alone or the whole run."""
+    await _raw("SAVEPOINT sync_merges")
+    batch.savepoint_started()
+    conflicts_before = outcome.conflicts
+    failed = False
+    try:
+        if run[0]["table_name"] == "outbox":
+            done = await _mail_statuses(run)
+        else:
+            done = await _merge_run(run, outcome, batch)
+    except Exception:  # one of them cannot be applied: the caller goes one by one
+        log.debug("sync merge run falls back to one change at a time", exc_info=True)
+        done, failed = [], True
+    if not done:
+        outcome.conflicts = conflicts_before  # counted again when applied one by one
+        await _raw("ROLLBACK TO SAVEPOINT sync_merges")
+        await _raw("RELEASE SAVEPOINT sync_merges")
+        batch.rolled_back()
+        return 0, failed
+    await _raw("RELEASE SAVEPOINT sync_merges")
+    for change, applied in zip(run, done, strict=False):
+        change["row_id"], change["data"] = applied["row_id"], applied["data"]
+        feed = central and change["table_name"] != "outbox"
+        batch.pending.append((_record_values(change, origin="remote"), feed))
+        batch.pending_rows.add((change["table_name"], _key(change["row_id"])))
+        outcome.applied += 1
+        if change["table_name"] != "outbox" and change.get("customer_id"):
+            outcome.customers.add(change["customer_id"])
+    return len(done), False
+
+
+def _merge_run_of(
+    changes: list[dict[str, Any]], start: int, known_ids: set[str], *, central: bool
+) -> tuple[list[dict[str, Any]], int]:
+    """The run of merge candidates of one kind (mail statuses or the others) from ``start``:
+    the changes and the index after the last."""
+    outbox = changes[start]["table_name"] == "outbox"
+    run: list[dict[str, Any]] = []
+    keys: set[str] = set()
+    end = start
+    while end < len(changes) and len(run) < 1000:
+        change = changes[end]
+        key = _key(change["id"])
+        if (
+            not _merge_candidate(change, central=central)
+            or (change["table_name"] == "outbox") != outbox
+            or key in known_ids
+            or key in keys
+        ):
+            break
+        run.append(change)
+        keys.add(key)
+        end += 1
+    return run, end
+
+
 async def apply_changes(changes: list[dict[str, Any]], *, central: bool) -> Outcome:
     """Apply ``changes`` (in order) inside the caller's transaction."""
     outcome = Outcome()
@@ -518,6 +823,15 @@ async def apply_changes(changes: list[dict[str, Any]], *, central: bool) -> Outc
                     index = end
                     continue
                 one_by_one_until = end
+        if index > one_by_one_until and _merge_candidate(change, central=central):
+            run, end = _merge_run_of(changes, index - 1, known_ids, central=central)
+            if len(run) > 1:
+                applied, failed = await _apply_merges(run, outcome, batch, central=central)
+                if applied:
+                    known_ids |= {_key(c["id"]) for c in run[:applied]}
+                    index += applied - 1
+                    continue
+                one_by_one_until = end if failed else index
         version = int(change.get("schema_version") or SCHEMA_VERSION)
         if version > SCHEMA_VERSION:
             outcome.newer_schema = True
