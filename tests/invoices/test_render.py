@@ -63,6 +63,37 @@ def test_a4_pdf_carries_number_amounts_months_and_payment(a4_pdf):
     assert names == ["CTVMS-Sans", "CTVMS-Sans-Bold"]
 
 
+def _placed_text(data: bytes) -> dict[str, tuple[float, float]]:
+    """Where each piece of text of the first page starts (WeasyPrint's text matrix)."""
+    placed: dict[str, tuple[float, float]] = {}
+
+    def visit(text, cm, tm, font_dict, font_size):
+        if text.strip():
+            placed.setdefault(text.strip(), (tm[4], tm[5]))
+
+    PdfReader(io.BytesIO(data)).pages[0].extract_text(visitor_text=visit)
+    return placed
+
+
+def _embedded_fonts(data: bytes) -> list[str]:
+    fonts = PdfReader(io.BytesIO(data)).pages[0]["/Resources"]["/Font"]
+    return sorted(str(fonts[key].get_object()["/BaseFont"]).split("+")[-1] for key in fonts)
+
+
+def test_a4_head_puts_office_left_and_title_right_even_with_a_long_name(office, a4_pdf):
+    long_name = "Cooperativa de Televisão a Cabo e Internet do Vale do Paraíba Limitada"
+    view = make_view(office={"code": "TS", "name": long_name, "address": "Rua das Flores, 12"})
+    # Rendered after a4_pdf: the stylesheets and fonts parsed once serve the later renders.
+    for data in (a4_pdf, render.render_pdf(view, office, layout="a4", locale="en")):
+        assert _embedded_fonts(data) == ["CTVMS-Sans", "CTVMS-Sans-Bold"]
+        placed = _placed_text(data)
+        # The office name is the page's first text; the title stays on its first line, at the
+        # right, however long the name (it wraps beside the title instead).
+        office_x, office_y = next(iter(placed.values()))
+        title_x, title_y = placed["INVOICE"]
+        assert abs(title_y - office_y) < 10 and title_x > office_x + 300
+
+
 def test_pdf_follows_the_language_asked(office):
     data = render.render_pdf(make_view(mode="cash", reference=""), office, locale="pt_BR")
     _, text = pdf_text(data)
