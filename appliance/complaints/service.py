@@ -22,6 +22,7 @@ from appliance.complaints.tables import (
     ComplaintEvent,
 )
 from appliance.customers.tables import Customer
+from appliance.dashboard import cache as dashboard_cache
 from appliance.db import write_transaction
 from appliance.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from appliance.i18n import gettext as _
@@ -188,6 +189,7 @@ async def raise_complaint(
                     "raised_on": now.astimezone(settings.tz).date(),
                 },
             )
+    dashboard_cache.invalidate()
     log.info(
         "complaint raised",
         extra={
@@ -306,6 +308,7 @@ async def mark_read(complaint_id: Any, *, actor: Any) -> None:
         .where((Complaint.id == key) & Complaint.read_at.is_null())
         .returning(Complaint.id)
     )
+    dashboard_cache.invalidate()
     if not updated:
         await _current(key)
 
@@ -335,6 +338,7 @@ async def add_note(
         await Complaint.update(
             {Complaint.updated_at: now, Complaint.read_at: current["read_at"] or now}
         ).where(Complaint.id == key)
+    dashboard_cache.invalidate()
     return await get_complaint(key)
 
 
@@ -390,6 +394,7 @@ async def resolve_complaint(
                     "raised_on": current["raised_at"].astimezone(settings.tz).date(),
                 },
             )
+    dashboard_cache.invalidate()
     log.info("complaint resolved", extra={"complaint_id": str(key)})
     if customer["email"]:
         mail.kick()

@@ -20,6 +20,7 @@ from appliance.customers.validation import (
     fold,
     normalise_mobile,
 )
+from appliance.dashboard import cache as dashboard_cache
 from appliance.db import write_transaction
 from appliance.errors import NeedsConfirmation, NotFound, PermissionDenied, ValidationFailed
 from appliance.i18n import gettext as _
@@ -174,6 +175,7 @@ async def create_customer(
                     "password": password,
                 },
             )
+    dashboard_cache.invalidate()
     log.info("customer created", extra={"customer_id": str(customer.id)})
     if values["email"]:
         mail.kick()
@@ -271,6 +273,7 @@ async def update_customer(
             await audit_log.record(
                 actor=actor, entity="customer", entity_id=cid, action="update", changes=changes
             )
+    dashboard_cache.invalidate()
     return await get_customer(cid)
 
 
@@ -287,6 +290,7 @@ async def archive_customer(customer_id: Any, *, actor: Any) -> None:
         await audit_log.record(
             actor=actor, entity="customer", entity_id=customer["id"], action="archive"
         )
+    dashboard_cache.invalidate()
     log.info("customer archived", extra={"customer_id": str(customer["id"])})
 
 
@@ -300,6 +304,7 @@ async def restore_customer(customer_id: Any, *, actor: Any) -> None:
         await audit_log.record(
             actor=actor, entity="customer", entity_id=customer["id"], action="restore"
         )
+    dashboard_cache.invalidate()
 
 
 async def search_customers(

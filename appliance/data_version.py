@@ -1,0 +1,79 @@
+"""A number that changes whenever anyone commits to the box's SQLite database.
+
+``PRAGMA data_version`` on a connection changes with every commit made through any *other*
+connection: this process's pooled and transaction connections, the worker's, other server
+processes'. Read on a read-only connection of our own, kept open per thread, it costs a few
+microseconds and no disk access, so in-memory caches (the dashboard's figures, resolved
+sessions) can check on every request that nothing was written since they were filled.
+PostgreSQL has no such number: there :func:`data_version` is None and callers rely on a
+time-to-live or do not cache.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sqlite3
+import threading
+from typing import Any
+
+from appliance.settings import Settings
+
+_local = threading.local()
+_serial = itertools.count(1)
+# A server has one database; a process that meets many (the tests) keeps only the last few open.
+KEEP_CONNECTIONS = 4
+
+
+def _kept(path: str) -> tuple[sqlite3.Connection, int]:
+    """This thread's connection to ``path`` and its serial, opened when missing."""
+    conns = _local.__dict__
+    inode = os.stat(path).st_ino
+    kept = conns.get(path)
+    if kept is None or kept[1] != inode:
+        # A replaced file (a restore) gets a new connection, whose numbering starts afresh:
+        # the serial keeps its values apart from the old connection's.
+        if kept is not None:
+            conns.pop(path)[0].close()
+        while len(conns) >= KEEP_CONNECTIONS:
+            conns.pop(next(iter(conns)))[0].close()
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0.2)
+        kept = conns[path] = (conn, inode, next(_serial))
+    return kept[0], kept[2]
+
+
+def _forget(path: str) -> None:
+    stale = _local.__dict__.pop(path, None)
+    if stale is not None:
+        stale[0].close()
+
+
+def data_version(settings: Settings) -> Any:
+    """An opaque value equal between two calls only if nothing was committed in between; None
+    on PostgreSQL or when the file cannot be read (then nothing may be taken from a cache)."""
+    if not settings.is_sqlite:
+        return None
+    path = str(settings.sqlite_path)
+    try:
+        conn, serial = _kept(path)
+        ((version,),) = conn.execute("PRAGMA data_version").fetchall()
+    except (sqlite3.Error, OSError):
+        _forget(path)
+        return None
+    return (serial, version)
+
+
+def read_one(settings: Settings, sql: str, *args: Any) -> tuple[Any, ...] | None:
+    """One row of a read on the same kept connection (no event loop, no thread hop), as
+    committed now; None on PostgreSQL, when there is no row or the file cannot be read."""
+    if not settings.is_sqlite:
+        return None
+    path = str(settings.sqlite_path)
+    try:
+        conn = _kept(path)[0]
+        # fetchall() ends the statement, so no read transaction stays open between requests.
+        rows = conn.execute(sql, args).fetchall()
+    except (sqlite3.Error, OSError):
+        _forget(path)
+        return None
+    return rows[0] if rows else None
