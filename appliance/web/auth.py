@@ -7,6 +7,7 @@ guard refuses a route that declares neither, so a forgotten check fails closed.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from typing import Any
 
 from litestar.connection import ASGIConnection
@@ -18,8 +19,9 @@ from litestar.exceptions import (
 from litestar.handlers import BaseRouteHandler
 from litestar.types import ASGIApp, Receive, Scope, Send
 
-from appliance import i18n
+from appliance import clock, i18n
 from appliance.accounts import service as accounts
+from appliance.data_version import data_version, read_one
 from appliance.settings import Settings
 
 SESSION_COOKIE = "ctvms_session"
@@ -66,6 +68,68 @@ def client_address(scope: Scope) -> str:
     return client[0] if client else ""
 
 
+class ResolvedSessions:
+    """Sessions this process resolved lately, so a page need not look its session up again.
+
+    ``accounts.resolve_session`` costs about a millisecond (a Piccolo query with a join, on a
+    pooled connection), as much as the rest of a cached dashboard. An identity is taken again
+    from here only while the database has not changed at all (:mod:`appliance.data_version`:
+    any commit, a logout, a password change that revokes sessions, a deactivated or edited user,
+    makes every request look its session up again) and only until the moment the session would
+    expire, go idle or be due for its "last seen" touch, read from its row when it was kept,
+    and at most :data:`KEEP_SECONDS`. So every answer is the one ``resolve_session`` would give.
+    Only on SQLite: PostgreSQL (central) has no data version, and resolves every time.
+    """
+
+    KEEP_SECONDS = 5
+    MAX_ENTRIES = 256
+
+    def __init__(self, settings: Settings, policy: accounts.SessionPolicy) -> None:
+        self.settings = settings
+        self.policy = policy
+        # (kind, session id) -> (identity, data version, kept at, good until)
+        self._kept: dict[tuple[str, str], tuple[Any, Any, dt.datetime, dt.datetime]] = {}
+
+    async def resolve(self, token: str, *, kind: str = "web") -> Any:
+        if not token or len(token) > 200:
+            return None
+        key = (kind, hashlib.sha256(token.encode()).hexdigest())
+        version = data_version(self.settings)
+        now = clock.now()
+        kept = self._kept.get(key)
+        # A clock set back makes "kept at" lie in the future: that entry is not used either.
+        if kept is not None and version is not None and kept[1] == version:
+            identity, _version, at, until = kept
+            if at <= now < until:
+                return identity
+        identity = await accounts.resolve_session(token, policy=self.policy, kind=kind)
+        if identity is None or version is None:
+            self._kept.pop(key, None)
+            return identity
+        # The row as committed now, after resolve_session touched it (if it did); the version
+        # read before the lookup makes a touch or any other write start over at the next request.
+        row = read_one(
+            self.settings,
+            "SELECT last_seen_at, expires_at FROM sessions WHERE id = ?",
+            identity.session_id,
+        )
+        try:
+            last_seen, expires = (dt.datetime.fromisoformat(v) for v in row or ())
+            until = min(
+                expires,
+                last_seen + accounts.TOUCH_EVERY,
+                now + dt.timedelta(seconds=self.KEEP_SECONDS),
+                *([last_seen + self.policy.idle] if kind == "web" else []),
+            )
+        except (TypeError, ValueError):
+            # No row any more, or times not written as expected: look it up every time.
+            return identity
+        if len(self._kept) >= self.MAX_ENTRIES:
+            self._kept.clear()
+        self._kept[key] = (identity, version, now, until)
+        return identity
+
+
 class IdentityMiddleware:
     """Resolve the request's user (cookie session for pages, bearer token for the API) and its
     language, before routing. Static files skip the session lookup entirely."""
@@ -74,6 +138,7 @@ class IdentityMiddleware:
         self.app = app
         self.settings = settings
         self.policy = policy_for(settings)
+        self.sessions = ResolvedSessions(settings, self.policy)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -90,11 +155,9 @@ class IdentityMiddleware:
                 auth = _header(scope, b"authorization") or ""
                 scheme, _, token = auth.partition(" ")
                 if scheme.lower() == "bearer" and token:
-                    identity = await accounts.resolve_session(
-                        token.strip(), policy=self.policy, kind="api"
-                    )
+                    identity = await self.sessions.resolve(token.strip(), kind="api")
             elif token := cookies.get(SESSION_COOKIE):
-                identity = await accounts.resolve_session(token, policy=self.policy)
+                identity = await self.sessions.resolve(token)
         scope["user"] = identity
         scope["auth"] = cookies.get(SESSION_COOKIE)
         locale = cookies.get(LANG_COOKIE) or i18n.pick_locale(
