@@ -25,6 +25,17 @@ _serial = itertools.count(1)
 KEEP_CONNECTIONS = 4
 
 
+_paths: dict[str, str] = {}
+
+
+def _path(settings: Settings) -> str:
+    # Settings.sqlite_path builds a Path on every call; this runs on every request.
+    path = _paths.get(settings.database_url)
+    if path is None:
+        path = _paths[settings.database_url] = str(settings.sqlite_path)
+    return path
+
+
 def _kept(path: str) -> tuple[sqlite3.Connection, int]:
     """This thread's connection to ``path`` and its serial, opened when missing."""
     conns = _local.__dict__
@@ -53,7 +64,7 @@ def data_version(settings: Settings) -> Any:
     on PostgreSQL or when the file cannot be read (then nothing may be taken from a cache)."""
     if not settings.is_sqlite:
         return None
-    path = str(settings.sqlite_path)
+    path = _path(settings)
     try:
         conn, serial = _kept(path)
         ((version,),) = conn.execute("PRAGMA data_version").fetchall()
@@ -68,7 +79,7 @@ def read_one(settings: Settings, sql: str, *args: Any) -> tuple[Any, ...] | None
     committed now; None on PostgreSQL, when there is no row or the file cannot be read."""
     if not settings.is_sqlite:
         return None
-    path = str(settings.sqlite_path)
+    path = _path(settings)
     try:
         conn = _kept(path)[0]
         # fetchall() ends the statement, so no read transaction stays open between requests.
