@@ -17,6 +17,7 @@ from pathlib import Path
 from babel import Locale
 from babel.dates import format_date, format_datetime
 from babel.numbers import (
+    NumberPattern,
     format_currency,
     format_decimal,
     get_currency_precision,
@@ -93,6 +94,36 @@ def money(minor: int, currency: str) -> str:
     return _money_format(current_locale(), currency)(minor)
 
 
+def _grouped(digits: str, grouping: tuple[int, int], separator: str) -> str:
+    """Digits with the group separator as Babel places it: the last group of ``grouping[0]``,
+    the others of ``grouping[1]``."""
+    size = grouping[0]
+    if len(digits) <= size:
+        return digits
+    groups = []
+    while len(digits) > size:
+        groups.append(digits[-size:])
+        digits = digits[:-size]
+        size = grouping[1]
+    groups.append(digits)
+    return separator.join(reversed(groups))
+
+
+def _plain(pattern: NumberPattern, *texts: str) -> bool:
+    """True when ``pattern`` is prefix, grouped digits, fraction, suffix and nothing more: no
+    scaling, exponent, significant digits, quoted text or long currency names."""
+    return (
+        pattern.int_prec[0] <= 1
+        and not pattern.exp_prec
+        and pattern.scale == 0
+        and "@" not in pattern.pattern
+        and min(pattern.grouping) > 0
+        and not any(
+            "'" in text or "¤¤" in text for text in (*pattern.prefix, *pattern.suffix, *texts)
+        )
+    )
+
+
 class _MoneyFormat:
     """Babel's standard currency format for one locale and currency, prepared once.
 
@@ -121,15 +152,8 @@ class _MoneyFormat:
             (prefix.replace("¤", symbol), suffix.replace("¤", symbol))
             for prefix, suffix in zip(pattern.prefix, pattern.suffix, strict=True)
         )
-        texts = (*pattern.prefix, *pattern.suffix, self.group, self.decimal, symbol)
-        self.fast = (
-            get_currency_precision(currency) == 2
-            and pattern.int_prec[0] <= 1
-            and not pattern.exp_prec
-            and pattern.scale == 0
-            and "@" not in pattern.pattern
-            and not any("'" in text or "¤¤" in text for text in texts)
-            and min(pattern.grouping) > 0
+        self.fast = get_currency_precision(currency) == 2 and _plain(
+            pattern, self.group, self.decimal, symbol
         )
 
     def __call__(self, minor: int) -> str:
@@ -138,17 +162,8 @@ class _MoneyFormat:
                 Decimal(minor).scaleb(-2), self.currency, locale=self.babel_locale
             )
         whole, cents = divmod(-minor if minor < 0 else minor, 100)
-        digits = str(whole)
-        size = self.grouping[0]
-        if len(digits) > size:
-            groups = []
-            while len(digits) > size:
-                groups.append(digits[-size:])
-                digits = digits[:-size]
-                size = self.grouping[1]
-            groups.append(digits)
-            digits = self.group.join(reversed(groups))
         prefix, suffix = self.affixes[minor < 0]
+        digits = _grouped(str(whole), self.grouping, self.group)
         return f"{prefix}{digits}{self.decimal}{cents:02d}{suffix}"
 
 
@@ -157,13 +172,40 @@ def _money_format(locale: str, currency: str) -> _MoneyFormat:
     return _MoneyFormat(locale, currency)
 
 
+class _IntegerFormat:
+    """Babel's decimal format for whole numbers of one locale, prepared once (see
+    :class:`_MoneyFormat`); anything but a plain int goes through Babel."""
+
+    __slots__ = ("affixes", "babel_locale", "fast", "group", "grouping")
+
+    def __init__(self, locale: str) -> None:
+        self.babel_locale = _babel_locale(locale)
+        pattern = self.babel_locale.decimal_formats[None]
+        self.group = self.babel_locale.number_symbols["latn"]["group"]
+        self.grouping = pattern.grouping
+        self.affixes = tuple(zip(pattern.prefix, pattern.suffix, strict=True))
+        # No minimum fraction digits: Babel writes a whole number without a decimal part.
+        self.fast = pattern.frac_prec[0] == 0 and _plain(pattern, self.group)
+
+    def __call__(self, value: int | Decimal) -> str:
+        if not self.fast or type(value) is not int:
+            return format_decimal(value, locale=self.babel_locale)
+        prefix, suffix = self.affixes[value < 0]
+        return f"{prefix}{_grouped(str(abs(value)), self.grouping, self.group)}{suffix}"
+
+
+@cache
+def _integer_format(locale: str) -> _IntegerFormat:
+    return _IntegerFormat(locale)
+
+
 def decimal_amount(minor: int) -> str:
     """An amount in minor units as a plain decimal for form fields: 12345 -> "123.45"."""
     return str(Decimal(minor).scaleb(-2).quantize(Decimal("0.01")))
 
 
 def number(value: int | Decimal) -> str:
-    return format_decimal(value, locale=_babel_locale(current_locale()))
+    return _integer_format(current_locale())(value)
 
 
 def date(value: dt.date | None, fmt: str = "medium") -> str:
@@ -179,7 +221,13 @@ def datetime(value: dt.datetime | None, tz: dt.tzinfo, fmt: str = "medium") -> s
 
 
 def month_name(month: int, width: str = "wide") -> str:
-    return _babel_locale(current_locale()).months["format"][width][month]
+    return _month_names(current_locale(), width)[month]
+
+
+@cache
+def _month_names(locale: str, width: str) -> dict[int, str]:
+    # Each step into Babel's locale data wraps a dictionary; a dashboard asks for ~30 names.
+    return dict(_babel_locale(locale).months["format"][width])
 
 
 @cache

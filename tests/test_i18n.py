@@ -6,7 +6,8 @@ import random
 from decimal import Decimal
 
 import pytest
-from babel.numbers import format_currency
+from babel import Locale
+from babel.numbers import format_currency, format_decimal
 
 from appliance import i18n
 
@@ -72,3 +73,22 @@ def test_money_follows_the_current_locale_after_a_switch():
     with i18n.use_locale("pt_BR"):
         second = i18n.money(150_000, "BRL")
     assert (first, second) == ("R$1,500.00", "R$\xa01.500,00")
+
+
+@pytest.mark.parametrize("locale", ["en", "pt_BR"])
+def test_number_is_babels_text_for_whole_numbers_and_decimals(locale):
+    values = [*AMOUNTS, Decimal("1234.5"), Decimal("-0.125"), Decimal("1000000.000")]
+    with i18n.use_locale(locale):
+        assert [i18n.number(v) for v in values] == [
+            format_decimal(v, locale=locale) for v in values
+        ]
+    with i18n.use_locale("pt_BR"):
+        assert i18n.number(1_234_567) == "1.234.567"
+
+
+@pytest.mark.parametrize("locale", ["en", "pt_BR"])
+@pytest.mark.parametrize("width", ["wide", "abbreviated"])
+def test_month_names_are_babels(locale, width):
+    names = Locale.parse(locale).months["format"][width]
+    with i18n.use_locale(locale):
+        assert [i18n.month_name(m, width) for m in range(1, 13)] == [names[m] for m in range(1, 13)]
