@@ -138,15 +138,43 @@ async def _bill(through: int, now: dt.datetime, customer_id: Any = None) -> dict
     return {"billed": billed}
 
 
+async def _customer_up_to_date(customer_id: Any, year: int, through: int) -> bool:
+    """True when catch-up has nothing to do for one customer: every connection started with
+    rows up to ``year``, and no month up to ``through`` (a period) still scheduled.
+
+    One indexed read; the writes of a catch-up take five statements to find nothing to do, and
+    every payment asks (the worker's monthly billing has usually run already)."""
+    year_, month = rules.split(through)
+    rows = await sql.rows(
+        "SELECT EXISTS (SELECT 1 FROM connections c "
+        "LEFT JOIN billing_connections b ON b.connection = c.id "
+        "WHERE c.customer = {} AND (b.connection IS NULL OR b.rows_through < {})) AS behind, "
+        "EXISTS (SELECT 1 FROM connections c JOIN billing_charges x ON x.connection = c.id "
+        "WHERE c.customer = {} AND x.state = 'scheduled' "
+        "AND (x.year < {} OR (x.year = {} AND x.month <= {}))) AS unbilled",
+        customer_id,
+        year,
+        customer_id,
+        year_,
+        year_,
+        month,
+    )
+    return bool(rows) and not rows[0]["behind"] and not rows[0]["unbilled"]
+
+
 async def catch_up(settings: Settings, *, year: int, customer_id: Any = None) -> dict[str, int]:
     """Rows up to ``year`` and billing up to the current month, inside the caller's
     transaction (the lock is taken here)."""
     now = clock.now()
     today = clock.today(settings.tz)
+    year = max(year, today.year)
+    through = rules.period_of(today)
     await sql.lock_billing(settings.office_code)
+    if customer_id is not None and await _customer_up_to_date(customer_id, year, through):
+        return {"connections_started": 0, "rows_created": 0, "billed": 0}
     started = await _initialise(now, customer_id)
-    created = await _create_rows(max(year, today.year), now, customer_id)
-    billed = await _bill(rules.period_of(today), now, customer_id)
+    created = await _create_rows(year, now, customer_id)
+    billed = await _bill(through, now, customer_id)
     return {"connections_started": started, "rows_created": created, **billed}
 
 
@@ -197,48 +225,47 @@ async def bill_month(settings: Settings, year: int | None = None, month: int | N
 # -- one customer ------------------------------------------------------------------------------
 
 
-async def months_of(connection_id: Any) -> list[rules.Month]:
-    rows = await Charge.select(
-        Charge.year, Charge.month, Charge.state, Charge.amount, Charge.paid
-    ).where(Charge.connection == connection_id)
-    return [
-        rules.Month(rules.period(r["year"], r["month"]), r["state"], r["amount"], r["paid"])
-        for r in rows
-    ]
-
-
 async def refresh_expiry(
     connection_ids: list[Any], *, today: dt.date, status_of: Any = None
 ) -> dict[Any, dt.date]:
     """Set each connection's expiry from its grid, and the status from the expiry for the
-    connections in ``status_of`` (default: all of them)."""
-    result = {}
+    connections in ``status_of`` (default: all of them). Connections billing has not started
+    are left alone."""
+    result: dict[Any, dt.date] = {}
     if not connection_ids:
         return result
-    opening = {
-        r["connection"]: r["opening_through"]
-        for r in await BilledConnection.select(
-            BilledConnection.connection, BilledConnection.opening_through
-        ).where(BilledConnection.connection.is_in(connection_ids))
-    }
-    conns = await Connection.select(Connection.id, Connection.expires_on, Connection.status).where(
-        Connection.id.is_in(connection_ids)
+    # The connections, their opening and every month of their grids in one read (a payment
+    # calls this inside its transaction, for the one or two connections it paid).
+    rows = await Charge.raw(
+        "SELECT c.id, c.expires_on, c.status, b.opening_through, "
+        "x.year, x.month, x.state, x.amount, x.paid FROM connections c "
+        "JOIN billing_connections b ON b.connection = c.id "
+        "LEFT JOIN billing_charges x ON x.connection = c.id "
+        "WHERE c.id IN (" + ", ".join("{}" for _ in connection_ids) + ")",
+        *connection_ids,
     )
-    for conn in conns:
-        if conn["id"] not in opening:
-            continue
-        expiry = rules.expiry_date(await months_of(conn["id"]), opening[conn["id"]])
+    conns: dict[Any, dict[str, Any]] = {}
+    months: dict[Any, list[rules.Month]] = {}
+    for r in rows:
+        conns.setdefault(r["id"], r)
+        grid = months.setdefault(r["id"], [])
+        if r["year"] is not None:
+            grid.append(
+                rules.Month(rules.period(r["year"], r["month"]), r["state"], r["amount"], r["paid"])
+            )
+    for conn_id, conn in conns.items():
+        expiry = rules.expiry_date(months[conn_id], conn["opening_through"])
         values: dict[Any, Any] = {}
         if expiry != conn["expires_on"]:
             values[Connection.expires_on] = expiry
-        if status_of is None or conn["id"] in status_of:
+        if status_of is None or conn_id in status_of:
             status = rules.status_for(expiry, today)
             if status != conn["status"]:
                 values[Connection.status] = status
         if values:
             values[Connection.updated_at] = clock.now()
-            await Connection.update(values).where(Connection.id == conn["id"])
-        result[conn["id"]] = expiry
+            await Connection.update(values).where(Connection.id == conn_id)
+        result[conn_id] = expiry
     return result
 
 

@@ -255,20 +255,21 @@ async def record_payment(
             {"idempotency_key": _("The request key must be 8 to 100 letters, digits or - _ . :")}
         )
     stored_key = _stored_key(actor, idempotency_key)
-    if original := await _replayed(stored_key, customer_id):
-        return await get_payment(original["number"])
     values, errors = _check_inputs(data, actor=actor, customer_id=customer_id, settings=settings)
-    if "customer" in errors:
-        raise ValidationFailed(errors)
     today = clock.today(settings.tz)
     async with write_transaction():
         await sql.lock_billing(settings.office_code)
-        # A twin request waited for the lock while this key's payment was being recorded.
+        # A key already used (a retry after a cut, or a twin that waited for the lock) returns
+        # its payment, whatever else the request says. Looked up only under the lock: that is
+        # the look-up that counts, and a fresh key (nearly every request) costs one query.
         if original := await _replayed(stored_key, customer_id):
             return await get_payment(original["number"])
+        if "customer" in errors:
+            raise ValidationFailed(errors)
         customer = await _load_customer(customer_id)
         await charges.catch_up(settings, year=today.year, customer_id=customer["id"])
-        number = await _take(customer, values, errors, actor, settings, stored_key)
+        payment = await _take(customer, values, errors, actor, settings, stored_key)
+    number = payment["number"]
     log.info(
         "payment recorded",
         extra={"number": number, "amount": values["amount"], "mode": values["mode"]},
@@ -277,7 +278,7 @@ async def record_payment(
         mail.kick()
     _prerender(number)
     await sync_job.sync_soon(settings)  # an enrolled box pushes it to central now
-    return await get_payment(number)
+    return payment
 
 
 async def _take(
@@ -287,17 +288,21 @@ async def _take(
     actor: Any,
     settings: Settings,
     stored_key: str | None,
-) -> str:
+) -> dict[str, Any]:
     """The part of a payment that runs under the lock: the checks that need the ledger, then
-    the writes. Raises ValidationFailed (rolling everything back) when anything is wrong."""
+    the writes. Returns the payment as :func:`appliance.billing.service.get_payment` would read
+    it back. Raises ValidationFailed (rolling everything back) when anything is wrong."""
+    from appliance.billing.service import payment_view
+
     cid = customer["id"]
     target = values["target"]
-    services = {
-        r["service"]
-        for r in await Connection.select(Connection.service).where(Connection.customer == cid)
-    }
-    if target != "all" and "service" not in errors and target not in services:
-        errors["service"] = _("This customer has no such connection.")
+    if target != "all" and "service" not in errors:
+        services = {
+            r["service"]
+            for r in await Connection.select(Connection.service).where(Connection.customer == cid)
+        }
+        if target not in services:
+            errors["service"] = _("This customer has no such connection.")
     if values["reference"] and "reference" not in errors:
         used = await Payment.raw(
             "SELECT p.number FROM billing_payments p WHERE p.office_code = {} "
@@ -311,7 +316,8 @@ async def _take(
                 "This reference was already used for invoice %(number)s.",
                 number=used[0]["number"],
             )
-    open_rows = await open_charges(cid, None if target == "all" else target)
+    every_open = await open_charges(cid)
+    open_rows = [r for r in every_open if target == "all" or r["service"] == target]
     credit = await credit_of(cid)
     open_total = sum(r["amount"] - r["paid"] for r in open_rows)
     credit_used = min(credit, open_total)
@@ -332,9 +338,8 @@ async def _take(
     )
     allocated = sum(a for _, a in allocations)
     credit_after = credit + amount - allocated
-    for charge_id, part in allocations:
-        await Charge.update({Charge.paid: Charge.paid + part}).where(Charge.id == charge_id)
-    everything_open = sum(r["amount"] - r["paid"] for r in await open_charges(cid))
+    await _settle(allocations)
+    everything_open = sum(r["amount"] - r["paid"] for r in every_open) - allocated
     due_after = max(everything_open - credit_after, 0)
 
     now = clock.now()
@@ -395,7 +400,22 @@ async def _take(
             },
             attachments=[{"invoice": number}],
         )
-    return number
+    # Oldest month first, cable before broadband: the order get_payment reads the lines in.
+    return payment_view(payment.to_dict(), lines)
+
+
+async def _settle(allocations: list[tuple[Any, int]]) -> None:
+    """Add each allocation to its month's paid amount, in one statement."""
+    if not allocations:
+        return
+    cases = " ".join("WHEN {} THEN CAST({} AS INTEGER)" for _ in allocations)
+    ids = ", ".join("{}" for _ in allocations)
+    await Charge.raw(
+        f"UPDATE billing_charges SET paid = paid + CASE id {cases} END "  # noqa: S608
+        f"WHERE id IN ({ids})",
+        *[value for pair in allocations for value in pair],
+        *[charge_id for charge_id, _ in allocations],
+    )
 
 
 def _prerender(number: str) -> None:

@@ -363,7 +363,9 @@ _PAYMENT_COLUMNS = (
 )
 
 
-def _payment(row: dict[str, Any], lines: list[dict[str, Any]]) -> dict[str, Any]:
+def payment_view(row: dict[str, Any], lines: list[dict[str, Any]]) -> dict[str, Any]:
+    """A payment as the API and pages show it, from its ``billing_payments`` row (with the
+    reversal's columns, when read with :data:`_PAYMENT_COLUMNS`) and its lines."""
     snapshot = _json(row["snapshot"])
     created = row["created_at"]
     if isinstance(created, str):
@@ -383,10 +385,10 @@ def _payment(row: dict[str, Any], lines: list[dict[str, Any]]) -> dict[str, Any]
         "received_by": row["received_by_name"] or "online",
         "credit": row["credit_after"],
         "remaining_due": row["due_after"],
-        "reversed": row["reversed_at"] is not None,
-        "reversal_reason": row["reversal_reason"] or "",
-        "reversed_at": row["reversed_at"],
-        "reversed_by": row["reversed_by_name"] or "",
+        "reversed": row.get("reversed_at") is not None,
+        "reversal_reason": row.get("reversal_reason") or "",
+        "reversed_at": row.get("reversed_at"),
+        "reversed_by": row.get("reversed_by_name") or "",
         "lines": lines,
         "snapshot": snapshot,
     }
@@ -399,7 +401,7 @@ async def _payments(where: str, *args: Any) -> list[dict[str, Any]]:
         *args,
     )
     lines = await _lines([r["id"] for r in rows])
-    return [_payment(r, lines.get(r["id"], [])) for r in rows]
+    return [payment_view(r, lines.get(r["id"], [])) for r in rows]
 
 
 async def get_payment(number: str) -> dict[str, Any]:

@@ -54,6 +54,33 @@ async def test_a_payment_settles_the_oldest_months_first_across_services(setting
     assert (await expiry(c, "broadband"))["expires_on"] == dt.date(2026, 2, 28)
 
 
+async def test_the_payment_returned_is_the_payment_stored(settings, plans):
+    set_today(settings, "2026-03-10")
+    c = await subscriber(
+        settings, plans, cable="2026-01-01", broadband="2026-02-01", email="ana@example.com"
+    )
+    first = await pay(settings, c, "290")
+    second = await pay(settings, c, "80", service="broadband")
+    for p in (first, second):
+        assert p == await billing.get_payment(p["number"])
+    # Cable's March is still open (90 of 100): the rest of the due, after either service.
+    assert (second["target"], second["remaining_due"]) == ("broadband", 9000)
+
+
+async def test_a_payment_bills_the_months_that_began_since_the_worker_last_ran(settings, plans):
+    set_today(settings, "2026-11-20")
+    c = await subscriber(settings, plans, cable="2026-11-01")
+    assert (await billing.account(c["id"]))["due"] == 10000
+    # December began, then the year turned; neither monthly billing nor the year updater ran.
+    set_today(settings, "2026-12-02")
+    p = await pay(settings, c, "200")
+    assert [(line["year"], line["month"]) for line in p["lines"]] == [(2026, 11), (2026, 12)]
+    set_today(settings, "2027-01-03")
+    p = await pay(settings, c, "100")
+    assert [(line["year"], line["month"]) for line in p["lines"]] == [(2027, 1)]
+    assert p["remaining_due"] == 0 and (await expiry(c))["expires_on"] == dt.date(2027, 1, 31)
+
+
 async def test_paying_exactly_the_due_clears_it_and_the_connection_becomes_active(settings, plans):
     set_today(settings, "2026-03-31")
     # Nothing paid before February: the expiry is 31 January, 59 days ago (the grace period).
