@@ -27,6 +27,7 @@ from appliance.billing.tables import (
     PaymentReversal,
 )
 from appliance.customers.tables import Connection, Customer
+from appliance.dashboard import cache as dashboard_cache
 from appliance.db import write_transaction
 from appliance.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from appliance.i18n import gettext as _
@@ -270,6 +271,7 @@ async def record_payment(
         await charges.catch_up(settings, year=today.year, customer_id=customer["id"])
         payment = await _take(customer, values, errors, actor, settings, stored_key)
     number = payment["number"]
+    dashboard_cache.invalidate()
     log.info(
         "payment recorded",
         extra={"number": number, "amount": values["amount"], "mode": values["mode"]},
@@ -481,5 +483,6 @@ async def reverse_payment(
             action="reverse",
             changes={"number": number, "amount": payment["amount"], "reason": reason},
         )
+    dashboard_cache.invalidate()
     log.info("payment reversed", extra={"number": number})
     return await get_payment(number)
