@@ -13,6 +13,8 @@ of weeks costs one batch of memory.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import functools
 import json
@@ -23,6 +25,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import httpx
+import orjson
 
 from appliance import clock
 from appliance.db import write_transaction
@@ -94,7 +97,11 @@ async def _post(
     http: httpx.AsyncClient, state: dict[str, Any], path: str, body: dict[str, Any]
 ) -> httpx.Response:
     try:
-        return await http.post(_url(state["central_url"], path), json=body, headers=_headers(state))
+        return await http.post(
+            _url(state["central_url"], path),
+            content=orjson.dumps(body),  # perf: a push batch is ~0.5 MB of JSON
+            headers={**_headers(state), "Content-Type": "application/json"},
+        )
     except httpx.HTTPError as exc:
         raise SyncError(_("central unreachable: %(error)s", error=type(exc).__name__)) from exc
 
@@ -174,15 +181,33 @@ async def enroll(settings: Settings, *, central_url: str, code: str, force: bool
 # -- push --------------------------------------------------------------------------------------
 
 
-async def _pending_batch(state: dict[str, Any], limit: int) -> list[dict[str, Any]]:
+async def _pending_batch(
+    state: dict[str, Any], limit: int, *, after: int = 0
+) -> list[dict[str, Any]]:
     rows = await SyncChange.raw(
         "SELECT * FROM sync_changes WHERE origin = 'local' AND sent = {} AND node_id = {} "
-        "ORDER BY seq LIMIT {}",
+        "AND seq > {} ORDER BY seq LIMIT {}",
         False,
         state["node_id"],
+        int(after),
         int(limit),
     )
     return [change_out(r) for r in rows]
+
+
+def _read_ahead(state: dict[str, Any], changes: list[dict[str, Any]], limit: int) -> Any:
+    """The batch after ``changes``, read while central applies them (a full batch may have
+    another behind it); None when there is none to read."""
+    if len(changes) < limit:
+        return None
+    return asyncio.ensure_future(_pending_batch(state, limit, after=int(changes[-1]["seq"])))
+
+
+async def _discard(ahead: Any) -> None:
+    if ahead is not None:
+        ahead.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await ahead
 
 
 async def _mark_sent(state: dict[str, Any], last_seq: int) -> None:
@@ -211,8 +236,12 @@ async def push(http: httpx.AsyncClient, result: RoundResult, *, batch: int = PUS
     state = await get_state()
     resent_from_gap = False
     first = True
+    ahead: Any = None
     while True:
-        changes = await _pending_batch(state, batch)
+        if ahead is not None:
+            changes, ahead = await ahead, None
+        else:
+            changes = await _pending_batch(state, batch)
         if not changes and not first:
             return
         first = False
@@ -221,7 +250,20 @@ async def push(http: httpx.AsyncClient, result: RoundResult, *, batch: int = PUS
             "now_ms": now_ms(),
             "changes": changes,
         }
-        response = await _post(http, state, "push", body)
+        # perf: the next batch is read from SQLite while central applies this one.
+        ahead = _read_ahead(state, changes, batch)
+        try:
+            response = await _post(http, state, "push", body)
+            at_end = response.status_code == 200 and (
+                not changes or int(response.json()["last_seq"]) == int(changes[-1]["seq"])
+            )
+        except BaseException:
+            await _discard(ahead)
+            raise
+        if not at_end:
+            # Refused, or central stands elsewhere than this batch's end: read again below.
+            await _discard(ahead)
+            ahead = None
         if response.status_code == 409:
             refusal = _refusal(response)
             if refusal.get("error") == "gap" and not resent_from_gap:

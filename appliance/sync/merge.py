@@ -30,6 +30,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from appliance.sync import codec
 from appliance.sync.state import ACCEPTED_VERSIONS, SCHEMA_VERSION
 from appliance.sync.tables import SyncChange, SyncConflict, SyncDeadLetter
@@ -261,8 +263,8 @@ def _record_values(change: dict[str, Any], *, origin: str) -> list[Any]:
         uuid.UUID(str(change["row_id"])),
         uuid.UUID(str(change["customer_id"])) if change.get("customer_id") else None,
         change["op"],
-        json.dumps(change["data"]),
-        json.dumps(change.get("old") or {}),
+        orjson.dumps(change["data"]).decode(),  # perf: 5-10x json.dumps on a push's payments
+        orjson.dumps(change.get("old") or {}).decode(),
         int(change.get("schema_version") or SCHEMA_VERSION),
         True,
         origin,
@@ -271,26 +273,19 @@ def _record_values(change: dict[str, Any], *, origin: str) -> list[Any]:
 
 def _key(value: Any) -> str:
     """An id as text, the same whichever form (UUID, text) it comes in."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if (
+        isinstance(value, str)
+        and len(value) == 36
+        and value[8] == value[13] == value[18] == value[23] == "-"
+        and value == value.lower()
+    ):
+        return value  # already the canonical form (perf: most ids of a push)
     try:
         return str(uuid.UUID(str(value)))
     except ValueError:
         return str(value)
-
-
-# Rows per multi-row INSERT, so a statement stays far below the drivers' parameter limits.
-CHUNK_PARAMS = 8000
-
-
-async def _insert_many(table: str, names: list[str], rows: list[list[Any]]) -> None:
-    columns = ", ".join(f'"{k}"' for k in names)
-    marks = "(" + ", ".join("{}" for _ in names) + ")"
-    step = max(1, CHUNK_PARAMS // max(1, len(names)))
-    for start in range(0, len(rows), step):
-        chunk = rows[start : start + step]
-        await _raw(
-            f'INSERT INTO "{table}" ({columns}) VALUES ' + ", ".join(marks for _ in chunk),
-            *(value for row in chunk for value in row),
-        )
 
 
 async def _execute_many(sql: str, rows: list[list[Any]]) -> None:
@@ -311,6 +306,12 @@ async def _execute_many(sql: str, rows: list[list[Any]]) -> None:
     parts = sql.split("{}")
     numbered = parts[0] + "".join(f"${n}{part}" for n, part in enumerate(parts[1:], start=1))
     await transaction.connection.executemany(numbered, rows)
+
+
+async def _insert_many(table: str, names: list[str], rows: list[list[Any]]) -> None:
+    columns = ", ".join(f'"{k}"' for k in names)
+    marks = ", ".join("{}" for _ in names)
+    await _execute_many(f'INSERT INTO "{table}" ({columns}) VALUES ({marks})', rows)
 
 
 class _Batch:
@@ -592,7 +593,7 @@ async def _stamps_of(table: str, keys: list[str]) -> dict[str, tuple[dict, int]]
         for row in rows:
             fields, count = stamps.get(_key(row["row_id"]), ({}, 0))
             stamp = (int(row["hlc"]), str(row["node_id"]))
-            for name in json.loads(row["data"]):
+            for name in orjson.loads(row["data"]):
                 if name not in fields or stamp > fields[name]:
                     fields[name] = stamp
             stamps[_key(row["row_id"])] = (fields, count + 1)
@@ -787,10 +788,46 @@ def _merge_run_of(
     return run, end
 
 
+def _in_runs(changes: list[dict[str, Any]], *, central: bool) -> list[dict[str, Any]]:
+    """``changes`` in an order that forms long runs, with the same result as theirs.
+
+    A payment taken at the counter is a payment, an allocation, a month paid, maybe an expiry
+    date and a receipt e-mail: one change of each kind, so in seq order no two neighbours could
+    be applied together. Between two changes that must stay where they are (an insert into a
+    merged table, which later changes may need as their parent; anything in another schema),
+    the append-only inserts go first, then the field updates, then the mail statuses, each
+    kind in its own order. That changes nothing that is applied: an append-only row needs only
+    its parents, which come before the stretch; a field update depends only on the earlier
+    changes of its own row, which are of its own kind; the mail statuses on nothing."""
+    ordered: list[dict[str, Any]] = []
+    appends: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    mail: list[dict[str, Any]] = []
+
+    def close() -> None:
+        ordered.extend(appends + updates + mail)
+        appends.clear()
+        updates.clear()
+        mail.clear()
+
+    for change in changes:
+        if _fast_candidate(change):
+            appends.append(change)
+        elif _merge_candidate(change, central=central):
+            (mail if change["table_name"] == "outbox" else updates).append(change)
+        else:
+            close()
+            ordered.append(change)
+    close()
+    return ordered
+
+
 async def apply_changes(changes: list[dict[str, Any]], *, central: bool) -> Outcome:
-    """Apply ``changes`` (in order) inside the caller's transaction."""
+    """Apply ``changes`` inside the caller's transaction, in their order except where
+    ``_in_runs`` may move one without changing the result."""
     outcome = Outcome()
     batch = _Batch(central=central)
+    changes = _in_runs(changes, central=central)
     known_ids = await _known_ids(changes)
     one_by_one_until = 0
     index = 0
