@@ -57,34 +57,35 @@ class Column:
     label: str
     kind: str  # text, money, date, count
     width: float  # Excel column width, in characters
-    pdf_width: float  # in millimetres on A4 landscape; scaled when columns are left out
+    pdf_chars: int  # PDF column width in characters of the monospaced font, at least
+    pdf_share: float = 0.0  # share of the characters the fixed columns leave over
 
 
 def columns_for(report: ReportFilter) -> list[Column]:
     """The report's columns, labelled in the current language."""
     cols = [
-        Column("crf", _("CRF"), "text", 11, 14),
-        Column("name", _("Customer"), "text", 28, 33),
-        Column("house", _("House"), "text", 8, 10),
-        Column("area", _("Area"), "text", 16, 20),
-        Column("mobile", _("Mobile"), "text", 14, 21),
-        Column("email", _("E-mail"), "text", 26, 33),
+        Column("crf", _("CRF"), "text", 11, 9),
+        Column("name", _("Customer"), "text", 28, 16, 0.4),
+        Column("house", _("House"), "text", 8, 6),
+        Column("area", _("Area"), "text", 16, 10, 0.22),
+        Column("mobile", _("Mobile"), "text", 14, 13),
+        Column("email", _("E-mail"), "text", 26, 16, 0.38),
     ]
     if report.service == "both":
-        cols.append(Column("service", _("Service"), "text", 11, 14))
+        cols.append(Column("service", _("Service"), "text", 11, 11))
     cols += [
-        Column("status", _("Status"), "text", 10, 12),
-        Column("plan", _("Plan"), "text", 14, 15),
-        Column("charged", _("Charged"), "money", 12, 16),
-        Column("paid", _("Paid"), "money", 12, 16),
-        Column("paid_on", _("Paid on"), "date", 11, 16),
-        Column("invoices", _("Invoice(s)"), "text", 16, 21),
-        Column("modes", _("Mode"), "text", 9, 10),
+        Column("status", _("Status"), "text", 10, 9),
+        Column("plan", _("Plan"), "text", 14, 12),
+        Column("charged", _("Charged"), "money", 12, 12),
+        Column("paid", _("Paid"), "money", 12, 12),
+        Column("paid_on", _("Paid on"), "date", 11, 10),
+        Column("invoices", _("Invoice(s)"), "text", 16, 14),
+        Column("modes", _("Mode"), "text", 9, 8),
     ]
     if report.unpaid:
         cols += [
-            Column("due", _("Amount due"), "money", 12, 17),
-            Column("months_pending", _("Months pending"), "count", 9, 12),
+            Column("due", _("Amount due"), "money", 12, 12),
+            Column("months_pending", _("Months pending"), "count", 9, 9),
         ]
     return cols
 

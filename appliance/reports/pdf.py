@@ -1,15 +1,22 @@
-"""The PDF writer: a long table rendered in chunks, with bounded memory.
+"""The PDF writer: a long report set in fixed-width columns, rendered in chunks of pages.
 
-WeasyPrint lays a table out at about 7 ms and 0.1 MB per row, and keeps the whole document in
-memory until it is written: one 20,000-row document would take minutes and gigabytes. So rows
-are cut into chunks of :data:`CHUNK_ROWS`; each chunk is an HTML document of its own (the
-heading on the first, the totals row on the last, the table header repeated on every page by
-WeasyPrint), rendered to a temporary PDF, optionally in worker processes so that every core of
-the box works. Memory is one chunk per worker plus the finished pages' bytes.
+WeasyPrint lays an HTML table out at 10-14 ms per row (every cell is a box with its own styles
+and its own Pango layout), and keeps a whole document in memory until it is written: a
+20,000-row table would take minutes and gigabytes. So the table is set here, in Python, in a
+monospaced font: each row becomes a few lines of text with its columns padded to fixed widths
+(long values wrapped inside their column, amounts right-aligned), and WeasyPrint draws one
+block of preformatted text per row, about 1.5 ms a row. Because every line has the same height,
+this module also decides where pages end: each page carries the column headings, a row never
+straddles two pages, and a chunk of :data:`CHUNK_PAGES` pages is one HTML document, rendered to
+a temporary PDF, optionally in worker processes so that every core of the box works. Memory is
+one chunk per worker plus the finished pages' bytes.
 
 "Page X of Y" cannot be known while chunks are rendered one by one, so it is added at the end:
 small stamp pages carrying only the page label are rendered by WeasyPrint (same font), and
 pypdf lays each over its page while joining the chunks into the final file.
+
+Known limit: widths are counted in characters, so a character the monospaced font lacks (CJK,
+emoji) is drawn from another font at another width and shifts the rest of its line a little.
 """
 
 from __future__ import annotations
@@ -18,9 +25,13 @@ import collections
 import concurrent.futures
 import logging
 import multiprocessing
+import re
 import shutil
 import tempfile
+import textwrap
+import unicodedata
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -42,13 +53,35 @@ log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
 TEMPLATES = HERE.parent / "web" / "templates"
-CHUNK_ROWS = 200
+CHUNK_PAGES = 10  # pages per WeasyPrint document (~450 rows)
 STAMP_PAGES = 200  # stamp pages rendered per WeasyPrint document
+
+# Geometry, in points, of A4 landscape with the margins of pdf.css (10 mm top, 13 mm bottom,
+# 9 mm either side). The table's font is DejaVu Sans Mono, whose every glyph is 1233/2048 em.
+MM = 72 / 25.4
+FONT_PT = 6.5
+LINE_PT = 8.0
+ADVANCE_EM = 1233 / 2048
+CONTENT_WIDTH_PT = (297 - 18) * MM
+CONTENT_HEIGHT_PT = (210 - 23) * MM - 2  # 2 pt kept free against rounding
+HEADER_PT = 7 * LINE_PT  # office, title, filters and date, first page only
+HEADINGS_PAD_PT = 2.5  # below the column headings: padding and the rule
+TOTALS_GAP_PT = 2 * LINE_PT
+CHARS = int(CONTENT_WIDTH_PT / (FONT_PT * ADVANCE_EM))  # characters in one line
+GAP = 1  # blank characters between two columns (two after an amount)
+# Columns listing one entry per payment, whose lines are kept level with each other.
+PAYMENT_KEYS = ("paid_on", "invoices", "modes")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 @cache
 def _css() -> str:
-    return (HERE / "pdf.css").read_text()
+    metrics = (
+        f".table {{ font-size: {FONT_PT}pt; line-height: {LINE_PT}pt; }}\n"
+        f"header {{ height: {HEADER_PT}pt; }}\n"
+        f".totals {{ margin-top: {TOTALS_GAP_PT - LINE_PT}pt; }}\n"
+    )
+    return (HERE / "pdf.css").read_text() + metrics
 
 
 @cache
@@ -93,6 +126,74 @@ def _warm_up() -> None:
     render_chunk("<p>.</p>")
 
 
+# -- the fixed-width table -----------------------------------------------------------------
+
+
+def clean_text(text: str) -> str:
+    """One printable line: composed accents (one character each), no control characters."""
+    return _CONTROL.sub(" ", unicodedata.normalize("NFC", text))
+
+
+def wrap(text: str, width: int) -> list[str]:
+    """``text`` in lines of at most ``width`` characters, at spaces where it can."""
+    if len(text) <= width:
+        return [text]
+    return textwrap.wrap(text, width, break_on_hyphens=False) or [""]
+
+
+class Grid:
+    """Column widths in characters, and a row's cells set as lines of that many characters."""
+
+    def __init__(self, columns: list[Column], *, chars: int = CHARS) -> None:
+        self.right = [c.kind in ("money", "count") for c in columns]
+        self.payments = [c.key in PAYMENT_KEYS for c in columns]
+        # One blank between columns, two where an amount ends and a text column begins.
+        self.gaps = [
+            GAP + (self.right[i] and not self.right[i + 1]) for i in range(len(columns) - 1)
+        ] + [0]
+        spare = chars - sum(c.pdf_chars for c in columns) - sum(self.gaps)
+        shares = sum(c.pdf_share for c in columns) or 1
+        self.widths = [c.pdf_chars + int(max(0, spare) * c.pdf_share / shares) for c in columns]
+
+    def lines(self, cells: list[list[str]]) -> list[str]:
+        """The printed lines of one row: ``cells`` holds each column's entries (see
+        :meth:`PdfReport._cells`); the i-th entries of the payment columns start level."""
+        columns: list[list[str]] = []
+        for items, width in zip(cells, self.widths, strict=True):
+            columns.append([line for item in items for line in wrap(clean_text(item), width)])
+        if any(len(items) > 1 for items, pay in zip(cells, self.payments, strict=True) if pay):
+            self._level_payments(cells, columns)
+        height = max(1, *(len(c) for c in columns))
+        out = []
+        for n in range(height):
+            parts = []
+            for col, width in enumerate(self.widths):
+                text = columns[col][n] if n < len(columns[col]) else ""
+                text = text.rjust(width) if self.right[col] else text.ljust(width)
+                parts.append(text + " " * self.gaps[col])
+            out.append("".join(parts).rstrip())
+        return out
+
+    def _level_payments(self, cells: list[list[str]], columns: list[list[str]]) -> None:
+        pay = [i for i, p in enumerate(self.payments) if p]
+        wrapped = {i: [wrap(clean_text(item), self.widths[i]) for item in cells[i]] for i in pay}
+        count = max(len(w) for w in wrapped.values())
+        for i in pay:
+            columns[i] = []
+        for n in range(count):
+            height = max(len(wrapped[i][n]) if n < len(wrapped[i]) else 0 for i in pay)
+            for i in pay:
+                lines = wrapped[i][n] if n < len(wrapped[i]) else []
+                columns[i] += lines + [""] * (height - len(lines))
+
+
+@dataclass
+class _Page:
+    first: bool
+    rows: list[tuple[str, bool]] = field(default_factory=list)  # (text, shaded)
+    used: float = 0.0
+
+
 class PdfReport:
     """Write a report row by row: ``add(rows)`` any number of times, then ``close()``.
 
@@ -108,23 +209,25 @@ class PdfReport:
         columns: list[Column],
         currency: str,
         workers: int = 0,
-        chunk_rows: int = CHUNK_ROWS,
+        chunk_pages: int = CHUNK_PAGES,
     ) -> None:
         self.path = path
         self.heading = heading
         self.columns = columns
         self.currency = currency
-        self.chunk_rows = chunk_rows
+        self.chunk_pages = chunk_pages
         self.totals = Totals()
         self.rows_done = 0
-        self._rows: list[list[list[str]]] = []
-        self._offset = 0
+        self.grid = Grid(columns)
+        self._headings = "\n".join(self.grid.lines([[c.label] for c in columns]))
+        self._headings_pt = self._headings.count("\n") * LINE_PT + LINE_PT + HEADINGS_PAD_PT
+        self._pages: list[_Page] = []
+        self._page = self._new_page(first=True)
+        self._chunk_rows = 0
         self._chunks = 0
         self._parts: list[tuple[Path, int]] = []
         self._pending: collections.deque[tuple[Any, int]] = collections.deque()
         self._tmp = Path(tempfile.mkdtemp(prefix=".pdf-", dir=path.parent))
-        total = sum(c.pdf_width for c in columns)
-        self._widths = [round(100 * c.pdf_width / total, 2) for c in columns]
         self._lang = "pt-BR" if i18n.current_locale() == "pt_BR" else "en"
         self._locale = i18n.current_locale()
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
@@ -163,14 +266,31 @@ class PdfReport:
     def add(self, rows: Iterable[dict[str, Any]]) -> None:
         for row in rows:
             self.totals.add(row)
-            self._rows.append(self._cells(row))
-            if len(self._rows) >= self.chunk_rows:
-                self._flush(last=False)
+            lines = self.grid.lines(self._cells(row))
+            self._place("\n".join(lines), len(lines) * LINE_PT)
+            self._chunk_rows += 1
 
-    # -- chunks ---------------------------------------------------------------------------
+    # -- pages and chunks -----------------------------------------------------------------
 
-    def _chunk_html(self, rows: list[list[list[str]]], *, first: bool, last: bool) -> str:
-        totals = self._totals_lines() if last else None
+    def _new_page(self, *, first: bool) -> _Page:
+        return _Page(first=first, used=(HEADER_PT if first else 0.0) + self._headings_pt)
+
+    def _place(self, text: str, height: float) -> None:
+        page = self._page
+        if page.rows and page.used + height > CONTENT_HEIGHT_PT:
+            self._end_page()
+            page = self._page
+        page.rows.append((text, (self.totals.count - 1) % 2 == 1))
+        page.used += height
+
+    def _end_page(self) -> None:
+        self._pages.append(self._page)
+        self._page = self._new_page(first=False)
+        if len(self._pages) >= self.chunk_pages:
+            self._flush(self._pages, last=False)
+            self._pages = []
+
+    def _chunk_html(self, pages: list[_Page], *, totals: list[str] | None) -> str:
         footer = f"{self.heading.office} · {self.heading.title} · {self.heading.generated}"
         return (
             _environment()
@@ -180,18 +300,15 @@ class PdfReport:
                 css=_css(),
                 footer=css_string(footer),
                 heading=self.heading,
-                columns=self.columns,
-                widths=self._widths,
-                rows=rows,
-                offset=self._offset,
-                first=first,
+                headings=self._headings,
+                pages=pages,
                 totals=totals,
                 empty=self.totals.count == 0,
             )
         )
 
-    def _totals_lines(self) -> list[tuple[str, str]]:
-        """(label, value) of the summary printed after the table."""
+    def _totals_lines(self) -> list[str]:
+        """The summary printed after the table, one line per figure."""
         totals = self.totals.as_dict()
         lines = [(_("Rows"), i18n.number(totals["count"]))]
         for column in self.columns:
@@ -199,17 +316,22 @@ class PdfReport:
                 lines.append((column.label, i18n.money(totals[column.key], self.currency)))
             elif column.key == "months_pending":
                 lines.append((column.label, i18n.number(totals[column.key])))
-        return lines
+        label_width = max(len(label) for label, _v in lines) + 2
+        value_width = max(len(value) for _l, value in lines)
+        return [
+            clean_text(label).ljust(label_width) + value.rjust(value_width)
+            for label, value in lines
+        ]
 
-    def _flush(self, *, last: bool) -> None:
-        rows, self._rows = self._rows, []
-        html = self._chunk_html(rows, first=self._chunks == 0, last=last)
-        self._offset += len(rows)
+    def _flush(self, pages: list[_Page], *, last: bool) -> None:
+        totals = self._totals_lines() if last else None
+        html = self._chunk_html(pages, totals=totals)
+        count, self._chunk_rows = self._chunk_rows, 0
         self._chunks += 1
         if self._pool is None:
-            self._store(*render_chunk(html), len(rows))
+            self._store(*render_chunk(html), count)
             return
-        self._pending.append((self._pool.submit(render_chunk, html), len(rows)))
+        self._pending.append((self._pool.submit(render_chunk, html), count))
         while len(self._pending) > self._max_pending:
             self._collect_oldest()
 
@@ -228,7 +350,14 @@ class PdfReport:
     def close(self) -> Totals:
         """Render what is left, join the chunks with their page numbers, write the file."""
         try:
-            self._flush(last=True)
+            # The totals (a caption, one line per figure, the empty notice) stay on one page.
+            lines = len(self._totals_lines()) + 1 + (self.totals.count == 0)
+            if self._page.used + TOTALS_GAP_PT + lines * LINE_PT > CONTENT_HEIGHT_PT:
+                self._pages.append(self._page)
+                self._page = self._new_page(first=False)
+            self._pages.append(self._page)
+            self._flush(self._pages, last=True)
+            self._pages = []
             while self._pending:
                 self._collect_oldest()
             self._join()

@@ -12,7 +12,7 @@ from pypdf import PdfReader
 
 from appliance import i18n
 from appliance.reports.columns import Heading, ReportFilter, columns_for
-from appliance.reports.pdf import PdfReport, css_string
+from appliance.reports.pdf import CHARS, Grid, PdfReport, css_string, wrap
 from appliance.reports.xlsx import XlsxReport
 
 GENERATED = dt.datetime(2026, 11, 5, 13, 30, tzinfo=dt.UTC)
@@ -140,41 +140,101 @@ def write_pdf(path, data, report, **kw):
     return writer.close()
 
 
+CRF = re.compile(r"\bTS\d{6}\b")
+
+
 def test_pdf_chunks_keep_header_on_every_page_and_number_pages_across_chunks(tmp_path):
     path = tmp_path / "r.pdf"
-    data = rows(70, unpaid=True)
+    data = rows(150, unpaid=True)
     with i18n.use_locale("en"):
-        totals = write_pdf(path, data, _report("unpaid", file_type="pdf"), chunk_rows=25)
-    assert totals.count == 70
+        totals = write_pdf(path, data, _report("unpaid", file_type="pdf"), chunk_pages=1)
+    assert totals.count == 150
     pages = _pdf_pages(path)
-    assert len(pages) >= 3  # three chunks, at least a page each
+    assert len(pages) >= 3  # one page per chunk
     assert PdfReader(path).pages[0].mediabox.width > PdfReader(path).pages[0].mediabox.height
     for number, text in enumerate(pages, start=1):
         assert f"Page {number} of {len(pages)}" in text
         assert "CRF" in text and "Amount due" in text, f"no table header on page {number}"
     assert "Test Office" in pages[0] and "October 2026" in pages[0]
+    assert "Classification" not in pages[1]  # the report's heading is on the first page only
+    # Every row once, in order, each whole on one page (its CRF and its last invoice).
     everything = "\n".join(pages)
+    assert CRF.findall(everything) == [row["crf"] for row in data]
     for row in data:
-        assert row["crf"] in everything
-    assert everything.index("TS000025") < everything.index("TS000026")
+        (page,) = [text for text in pages if row["crf"] in text]
+        assert row["payments"][-1][1] in page
     last = pages[-1]
     assert "Totals" in last
     assert "R$" in last and "{:,.2f}".format(sum(r["charged"] for r in data) / 100) in last
+    assert "{:,.2f}".format(sum(r["due"] for r in data) / 100) in last
+    assert "Rows" in last and "150" in last
     # Both payments of a month paid twice are listed.
     assert "TS-2026-000503" in everything and "TS-2026-000003" in everything
 
 
 def test_pdf_in_worker_processes_matches_inline(tmp_path):
-    data = rows(24)
+    data = rows(120)
     with i18n.use_locale("pt_BR"):
-        write_pdf(tmp_path / "a.pdf", data, _report(file_type="pdf"), chunk_rows=10)
-        write_pdf(tmp_path / "b.pdf", data, _report(file_type="pdf"), chunk_rows=10, workers=1)
+        write_pdf(tmp_path / "a.pdf", data, _report(file_type="pdf"), chunk_pages=1)
+        write_pdf(tmp_path / "b.pdf", data, _report(file_type="pdf"), chunk_pages=1, workers=1)
     inline, pooled = _pdf_pages(tmp_path / "a.pdf"), _pdf_pages(tmp_path / "b.pdf")
-    assert len(inline) == len(pooled)
+    assert len(inline) == len(pooled) >= 2
     strip = re.compile(r"Gerado em .*")
     assert [strip.sub("", t) for t in inline] == [strip.sub("", t) for t in pooled]
     assert f"Página 1 de {len(inline)}" in pooled[0] or f"Page 1 of {len(inline)}" in pooled[0]
     assert not list(tmp_path.glob(".pdf-*")), "chunk files were left behind"
+
+
+def test_pdf_in_portuguese_formats_money_dates_and_labels(tmp_path):
+    path = tmp_path / "r.pdf"
+    data = rows(5)
+    with i18n.use_locale("pt_BR"):
+        write_pdf(path, data, _report(file_type="pdf"))
+        (text,) = _pdf_pages(path)
+        assert i18n.money(4990, "BRL") in text and i18n.money(4994, "BRL") in text
+        assert i18n.date(dt.date(2026, 10, 3), "short") in text
+        assert i18n.money(sum(r["charged"] for r in data), "BRL") in text
+    assert "03/10/2026" in text or "03/10/26" in text
+
+
+def test_pdf_keeps_long_values_whole_escaped_and_payments_level(tmp_path):
+    path = tmp_path / "r.pdf"
+    data = rows(3)
+    data[0]["name"] = "Maria Aparecida dos Santos Oliveira <b>Cavalcanti</b> & Filhos"
+    data[1]["email"] = "a.very.long.address.for.one.customer@subdomain.example.com"
+    data[2]["payments"] = [(dt.date(2026, 10, d), f"XY-2026-{d:06d}", "cash") for d in (1, 2, 3)]
+    with i18n.use_locale("en"):
+        write_pdf(path, data, _report(file_type="pdf"))
+    (text,) = _pdf_pages(path)
+    for word in ("Maria", "Aparecida", "Oliveira", "<b>Cavalcanti</b>", "&", "Filhos"):
+        assert word in text
+    # A value wider than its column goes on in the lines below, within the column.
+    grid = Grid(columns_for(_report(file_type="pdf")))
+    pieces = wrap(data[1]["email"], grid.widths[5])
+    assert len(pieces) > 1 and "".join(pieces) == data[1]["email"]
+    for piece in pieces:
+        assert piece in text
+    # Each payment's date, invoice and mode are on one line of their own.
+    lines = text.splitlines()
+    for day in (1, 2, 3):
+        (line,) = [line for line in lines if f"XY-2026-{day:06d}" in line]
+        assert f"10/{day}/26" in line and "Cash" in line
+
+
+def test_pdf_grid_fits_the_page_and_aligns_amounts_right():
+    report = _report("unpaid", file_type="pdf")
+    with i18n.use_locale("en"):
+        columns = columns_for(report)
+    grid = Grid(columns)
+    cells = [["x" * 80] if c.kind == "text" else ["R$1.00"] for c in columns]
+    lines = grid.lines(cells)
+    assert len(lines) > 1 and all(len(line) <= CHARS for line in lines)
+    assert sum(grid.widths) + sum(grid.gaps) <= CHARS
+    charged = next(i for i, c in enumerate(columns) if c.key == "charged")
+    start = sum(grid.widths[:charged]) + sum(grid.gaps[:charged])
+    assert lines[0][start : start + grid.widths[charged]].endswith("R$1.00")
+    assert wrap("tab\tand\nnewline", 40) == ["tab\tand\nnewline"]
+    assert grid.lines([["a\tb\nc"]] + [[]] * (len(columns) - 1))[0].startswith("a b c")
 
 
 def test_pdf_empty_report_says_so(tmp_path):
