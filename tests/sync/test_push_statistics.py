@@ -3,6 +3,7 @@ plans PostgreSQL caches (foreign-key checks among them) stop being sequential sc
 
 from __future__ import annotations
 
+from appliance.jobs.queue import configure_queue
 from appliance.sync.tables import SyncChange
 from tests.billing.conftest import pay, subscriber
 from tests.helpers import make_plan
@@ -36,8 +37,13 @@ async def test_a_backlog_pushed_to_an_empty_central_is_analyzed(central, make_bo
         await subscriber(box.settings, {"cable": plan}, cable="2026-12-01") for _ in range(110)
     ]
     await box.sync()
-    for customer in customers:
-        await pay(box.settings, customer, "100.00")
+    # A queue nobody works: the invoice PDFs wait instead of being rendered inline.
+    configure_queue(box.settings)
+    try:
+        for customer in customers:
+            await pay(box.settings, customer, "100.00")
+    finally:
+        configure_queue(box.settings, immediate=True)
     # One batch holding all 110 payments: more rows than the statistics know by over 100.
     summary = await box.sync(batch=1000)
     assert summary["dead_letters"] == 0
