@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import operator
 from collections.abc import Iterable
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,16 @@ from xlsxwriter.utility import xl_rowcol_to_cell
 
 from appliance import i18n
 from appliance.i18n import gettext as _
-from appliance.reports.columns import Column, Heading, Totals, cell_value
+from appliance.plans.service import service_label
+from appliance.reports.columns import (
+    Column,
+    Heading,
+    Totals,
+    invoices_text,
+    mode_label,
+    opening_label,
+    status_label,
+)
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +39,18 @@ HEADER_ROW = 4  # rows 0-2 hold the heading, row 3 stays blank
 MAX_WIDTH = 45
 
 
+EXCEL_EPOCH = dt.date(1899, 12, 30).toordinal()  # day 0 of Excel's 1900 date system
+_ALWAYS = frozenset({"crf", "name", "charged", "paid"})  # keys every row dict holds
+
+
 def _excel_amount(minor: int) -> float:
     # Minor units become currency units only here: a spreadsheet cell holds a binary double.
-    return float(Decimal(minor).scaleb(-2))
+    # Dividing two integers rounds once, to the double nearest the exact amount.
+    return minor / 100
+
+
+def _getter(key: str) -> Any:
+    return lambda row: row.get(key)
 
 
 class XlsxReport:
@@ -73,6 +91,7 @@ class XlsxReport:
             "count": self.book.add_format({**bold, "num_format": "0"}),
         }
         self.widths = [len(c.label) + 2 for c in columns]
+        self._plan = self._cell_plan()
         self.row = HEADER_ROW + 1
         self.rows_done = 0
         self._write_heading(heading)
@@ -89,30 +108,78 @@ class XlsxReport:
             sheet.write_string(HEADER_ROW, col, column.label, head)
         sheet.freeze_panes(HEADER_ROW + 1, 0)
 
+    def _cell_plan(self) -> list[tuple[int, str, Any, Any]]:
+        """(column, kind, value getter, format) per column, the labels looked up once."""
+        statuses = {s: status_label(s) for s in ("active", "inactive", "suspended")}
+        services = {s: service_label(s) for s in ("cable", "broadband")}
+        modes = {m: mode_label(m) for m in ("cash", "online")}
+
+        opening = opening_label()
+
+        def paid_on(row: dict[str, Any]) -> Any:
+            payments = row.get("payments")
+            return payments[-1][0] if payments else None
+
+        def invoices(row: dict[str, Any]) -> Any:
+            payments = row.get("payments")
+            if not payments:
+                return opening if row.get("opening") else None
+            return payments[0][1] if len(payments) == 1 else invoices_text(row)
+
+        def payment_modes(row: dict[str, Any]) -> Any:
+            labels: list[str] = []
+            for _when, _number, mode in row.get("payments") or ():
+                label = modes.get(mode) or mode_label(mode)
+                if label not in labels:
+                    labels.append(label)
+            return ", ".join(labels)
+
+        def lookup(key: str, labels: dict[str, str], fallback: Any) -> Any:
+            return lambda row: labels.get(row[key]) or fallback(row[key])
+
+        plan = []
+        for col, column in enumerate(self.columns):
+            key = column.key
+            if key == "paid_on":
+                get = paid_on
+            elif key == "invoices":
+                get = invoices
+            elif key == "modes":
+                get = payment_modes
+            elif key == "status":
+                get = lookup(key, statuses, status_label)
+            elif key == "service":
+                get = lookup(key, services, service_label)
+            else:
+                get = operator.itemgetter(key) if key in _ALWAYS else _getter(key)
+            plan.append((col, column.kind, get, self.formats[column.kind]))
+        return plan
+
     def add(self, rows: Iterable[dict[str, Any]]) -> None:
-        sheet, formats, widths = self.sheet, self.formats, self.widths
+        # Empty cells are left out; amounts become currency units and dates Excel serial
+        # numbers here, in the same cells XlsxWriter's write_datetime would make.
+        write_string, write_number = self.sheet.write_string, self.sheet.write_number
+        widths, plan, add_totals = self.widths, self._plan, self.totals.add
+        row_num = self.row
         for row in rows:
-            self.totals.add(row)
-            for col, column in enumerate(self.columns):
-                value = cell_value(row, column)
-                kind = column.kind
+            add_totals(row)
+            for col, kind, get, fmt in plan:
+                value = get(row)
                 if value is None or value == "":
-                    sheet.write_blank(self.row, col, None, formats[kind])
+                    continue
+                if kind == "text":
+                    write_string(row_num, col, value, fmt)
+                    if len(value) >= widths[col]:
+                        widths[col] = min(len(value) + 1, MAX_WIDTH)
                 elif kind == "money":
-                    sheet.write_number(self.row, col, _excel_amount(value), formats[kind])
+                    write_number(row_num, col, value / 100, fmt)
                 elif kind == "date":
-                    sheet.write_datetime(
-                        self.row, col, dt.datetime.combine(value, dt.time()), formats[kind]
-                    )
-                elif kind == "count":
-                    sheet.write_number(self.row, col, value, formats[kind])
+                    write_number(row_num, col, value.toordinal() - EXCEL_EPOCH, fmt)
                 else:
-                    text = str(value)
-                    sheet.write_string(self.row, col, text, formats[kind])
-                    if len(text) >= widths[col]:
-                        widths[col] = min(len(text) + 1, MAX_WIDTH)
-            self.row += 1
-            self.rows_done += 1
+                    write_number(row_num, col, value, fmt)
+            row_num += 1
+        self.rows_done += row_num - self.row
+        self.row = row_num
 
     def abort(self) -> None:
         """Give up (after an error): close the workbook's temporary files."""
