@@ -47,13 +47,14 @@ def _path(settings: Settings) -> str:
 
 def _kept(path: str) -> tuple[sqlite3.Connection, int]:
     """This thread's connection to ``path`` and its serial, opened when missing."""
-    if _read_only_folder(path):
-        # Nothing is written there, and the engine opens the file as immutable (appliance/db.py).
-        raise OSError(f"{path} is on read-only storage")
     conns = _local.__dict__
     inode = os.stat(path).st_ino
     kept = conns.get(path)
     if kept is None or kept[1] != inode:
+        if _read_only_folder(path):
+            # Nothing is written there, and the engine opens the file as immutable
+            # (appliance/db.py): no connection, no caching.
+            raise OSError(f"{path} is on read-only storage")
         # A replaced file (a restore) gets a new connection, whose numbering starts afresh:
         # the serial keeps its values apart from the old connection's.
         if kept is not None:
