@@ -16,14 +16,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
-import sqlite3
-import threading
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from appliance import clock
+from appliance import clock, data_version
 from appliance.audit import service as audit_log
 from appliance.db import write_transaction
 from appliance.errors import Conflict, NotFound, ValidationFailed
@@ -74,57 +71,22 @@ def _value(raw: str) -> Any:
 # -- the box -----------------------------------------------------------------------------------
 
 
-_local = threading.local()
-KEEP_CONNECTIONS = 4
-
-
-def _state_connection(path: str) -> sqlite3.Connection:
-    """A read-only connection of this thread, kept open: opening one costs ~4 ms (the WAL
-    index is mapped each time), a query on an open one a few microseconds. In autocommit mode
-    every query starts a fresh read, so it sees the latest committed state. It is opened again
-    when the file was replaced (a restore). A server has one database; a process that meets
-    many (the tests) keeps only the last few open."""
-    conns = _local.__dict__
-    inode = os.stat(path).st_ino
-    conn, seen = conns.pop(path, (None, None))
-    if conn is not None and seen != inode:
-        conn.close()
-        conn = None
-    if conn is None:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0.2)
-        while len(conns) >= KEEP_CONNECTIONS:
-            conns.pop(next(iter(conns)))[0].close()
-    conns[path] = (conn, inode)  # most recently used last
-    return conn
-
-
 def box_alerts(settings: Settings) -> list[str]:
     """The sync warnings an admin sees on every page of a box: a clock far off central's, data
     newer than this version understands, invoice numbering stopped. One indexed read of the
-    one-row ``sync_state`` table through the standard library (no event loop needed inside a
-    template), on a connection kept open, so it costs microseconds per page."""
+    one-row ``sync_state`` table on the connection ``data_version`` keeps open (no event loop
+    needed inside a template), so it costs microseconds per page. A page renders even while the
+    database is busy or not migrated yet (no alerts then)."""
     if is_central(settings) or not settings.sqlite_path.exists():
         return []
-    path = str(settings.sqlite_path)
-    try:
-        # fetchall() ends the statement, so no read transaction stays open between pages.
-        rows = (
-            _state_connection(path)
-            .execute(
-                "SELECT clock_offset_ms, needs_update, numbering_blocked FROM sync_state "
-                "WHERE key = 'local'"
-            )
-            .fetchall()
-        )
-    except (sqlite3.Error, OSError):
-        # A page must render even while the database is busy or not migrated yet.
-        stale = _local.__dict__.pop(path, None)
-        if stale is not None:
-            stale[0].close()
+    row = data_version.read_one(
+        settings,
+        "SELECT clock_offset_ms, needs_update, numbering_blocked FROM sync_state "
+        "WHERE key = 'local'",
+    )
+    if row is None:
         return []
-    if not rows:
-        return []
-    offset, needs_update, blocked = int(rows[0][0] or 0), bool(rows[0][1]), bool(rows[0][2])
+    offset, needs_update, blocked = int(row[0] or 0), bool(row[1]), bool(row[2])
     alerts = []
     if abs(offset) > hlc.MAX_DRIFT_MS:
         alerts.append(clock_warning(offset))

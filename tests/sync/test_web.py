@@ -194,7 +194,8 @@ def test_sync_now_sends_the_pending_changes_to_a_real_central(box_client, centra
 
 @pytest.mark.skipif(USE_PG, reason="a box keeps its sync state in SQLite (the banner reads it)")
 def test_the_banner_reads_a_replaced_database_file_anew(settings, sqlite_template, tmp_path):
-    from appliance.sync.review import KEEP_CONNECTIONS, _local, box_alerts
+    from appliance.data_version import KEEP_CONNECTIONS, _local
+    from appliance.sync.review import box_alerts
 
     run(update_state(needs_update=True))
     assert len(box_alerts(settings)) == 1
