@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import functools
 import logging
 import multiprocessing
 import re
@@ -32,7 +33,6 @@ import textwrap
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +40,14 @@ import jinja2
 
 from appliance import i18n
 from appliance.i18n import gettext as _
+from appliance.plans.service import service_label
 from appliance.reports.columns import (
     Column,
     Heading,
     Totals,
-    cell_value,
     mode_label,
     opening_label,
+    status_label,
 )
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ PAYMENT_KEYS = ("paid_on", "invoices", "modes")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
-@cache
+@functools.cache
 def _css() -> str:
     metrics = (
         f".table {{ font-size: {FONT_PT}pt; line-height: {LINE_PT}pt; }}\n"
@@ -84,7 +85,7 @@ def _css() -> str:
     return (HERE / "pdf.css").read_text() + metrics
 
 
-@cache
+@functools.cache
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
@@ -131,6 +132,8 @@ def _warm_up() -> None:
 
 def clean_text(text: str) -> str:
     """One printable line: composed accents (one character each), no control characters."""
+    if text.isascii() and text.isprintable():
+        return text
     return _CONTROL.sub(" ", unicodedata.normalize("NFC", text))
 
 
@@ -155,24 +158,32 @@ class Grid:
         shares = sum(c.pdf_share for c in columns) or 1
         self.widths = [c.pdf_chars + int(max(0, spare) * c.pdf_share / shares) for c in columns]
 
+        self._line = "".join(
+            f"{{:{'>' if right else '<'}{width}}}" + " " * gap
+            for right, width, gap in zip(self.right, self.widths, self.gaps, strict=True)
+        ).format
+
     def lines(self, cells: list[list[str]]) -> list[str]:
         """The printed lines of one row: ``cells`` holds each column's entries (see
         :meth:`PdfReport._cells`); the i-th entries of the payment columns start level."""
         columns: list[list[str]] = []
+        height = 1
         for items, width in zip(cells, self.widths, strict=True):
-            columns.append([line for item in items for line in wrap(clean_text(item), width)])
+            if len(items) == 1 and len(items[0]) <= width:
+                lines = [clean_text(items[0])]
+            else:
+                lines = [line for item in items for line in wrap(clean_text(item), width)]
+                height = max(height, len(lines))
+            columns.append(lines)
+        if height == 1:
+            return [self._line(*(c[0] if c else "" for c in columns)).rstrip()]
         if any(len(items) > 1 for items, pay in zip(cells, self.payments, strict=True) if pay):
             self._level_payments(cells, columns)
-        height = max(1, *(len(c) for c in columns))
-        out = []
-        for n in range(height):
-            parts = []
-            for col, width in enumerate(self.widths):
-                text = columns[col][n] if n < len(columns[col]) else ""
-                text = text.rjust(width) if self.right[col] else text.ljust(width)
-                parts.append(text + " " * self.gaps[col])
-            out.append("".join(parts).rstrip())
-        return out
+            height = max(len(c) for c in columns)
+        return [
+            self._line(*(c[n] if n < len(c) else "" for c in columns)).rstrip()
+            for n in range(height)
+        ]
 
     def _level_payments(self, cells: list[list[str]], columns: list[list[str]]) -> None:
         pay = [i for i, p in enumerate(self.payments) if p]
@@ -219,6 +230,7 @@ class PdfReport:
         self.totals = Totals()
         self.rows_done = 0
         self.grid = Grid(columns)
+        self._formatters_list = self._formatters()
         self._headings = "\n".join(self.grid.lines([[c.label] for c in columns]))
         self._headings_pt = self._headings.count("\n") * LINE_PT + LINE_PT + HEADINGS_PAD_PT
         self._pages: list[_Page] = []
@@ -242,26 +254,48 @@ class PdfReport:
 
     # -- rows -----------------------------------------------------------------------------
 
-    def _cells(self, row: dict[str, Any]) -> list[list[str]]:
-        cells: list[list[str]] = []
-        payments = row.get("payments") or ()
+    def _formatters(self) -> list[Any]:
+        """Per column, a function from a row to that column's entries; labels, dates and
+        amounts formatted once per distinct value."""
+        currency = self.currency
+        opening = [opening_label()]
+        day = functools.lru_cache(maxsize=1024)(lambda when: i18n.date(when, "short"))
+        amount = functools.lru_cache(maxsize=1024)(lambda minor: i18n.money(minor, currency))
+        label = functools.lru_cache(maxsize=64)(mode_label)
+
+        def text(column: Column) -> Any:
+            if column.key == "status":
+                status = functools.lru_cache(maxsize=64)(status_label)
+                return lambda row: [status(row["status"])]
+            if column.key == "service":
+                service = functools.lru_cache(maxsize=64)(service_label)
+                return lambda row: [service(row["service"])]
+            key = column.key
+            return lambda row: [str(row[key])] if row.get(key) not in (None, "") else []
+
+        def invoices(row: dict[str, Any]) -> list[str]:
+            numbers = [number for _w, number, _m in row.get("payments") or ()]
+            return numbers or (opening if row.get("opening") else [])
+
+        out: list[Any] = []
         for column in self.columns:
-            key, kind = column.key, column.kind
+            key = column.key
             if key == "paid_on":
-                cells.append([i18n.date(when, "short") for when, _n, _m in payments])
+                out.append(lambda row: [day(when) for when, _n, _m in row.get("payments") or ()])
             elif key == "invoices":
-                numbers = [number for _w, number, _m in payments]
-                cells.append(numbers or ([opening_label()] if row.get("opening") else []))
+                out.append(invoices)
             elif key == "modes":
-                cells.append([mode_label(mode) for _w, _n, mode in payments])
-            elif kind == "money":
-                cells.append([i18n.money(row.get(key, 0), self.currency)])
-            elif kind == "count":
-                cells.append([i18n.number(row.get(key, 0))])
+                out.append(lambda row: [label(mode) for _w, _n, mode in row.get("payments") or ()])
+            elif column.kind == "money":
+                out.append(lambda row, key=key: [amount(row.get(key, 0))])
+            elif column.kind == "count":
+                out.append(lambda row, key=key: [i18n.number(row.get(key, 0))])
             else:
-                value = cell_value(row, column)
-                cells.append([str(value)] if value not in (None, "") else [])
-        return cells
+                out.append(text(column))
+        return out
+
+    def _cells(self, row: dict[str, Any]) -> list[list[str]]:
+        return [cell(row) for cell in self._formatters_list]
 
     def add(self, rows: Iterable[dict[str, Any]]) -> None:
         for row in rows:
@@ -378,14 +412,21 @@ class PdfReport:
             self._pool = None
         shutil.rmtree(self._tmp, ignore_errors=True)
 
-    def _stamps(self, start: int, count: int, total: int) -> bytes:
+    def _stamps(self, total: int) -> Iterable[tuple[bytes, int]]:
+        """The stamp documents, :data:`STAMP_PAGES` labels each, in order; rendered by the
+        workers when there are workers."""
+        htmls = []
         with i18n.use_locale(self._locale):
-            labels = [
-                _("Page %(page)s of %(pages)s", page=i18n.number(n), pages=i18n.number(total))
-                for n in range(start, start + count)
-            ]
-        html = _environment().get_template("reports/pdf_stamp.html").render(labels=labels)
-        return render_chunk(html)[0]
+            for start in range(1, total + 1, STAMP_PAGES):
+                labels = [
+                    _("Page %(page)s of %(pages)s", page=i18n.number(n), pages=i18n.number(total))
+                    for n in range(start, min(start + STAMP_PAGES, total + 1))
+                ]
+                template = _environment().get_template("reports/pdf_stamp.html")
+                htmls.append(template.render(labels=labels))
+        if self._pool is None:
+            return map(render_chunk, htmls)
+        return self._pool.map(render_chunk, htmls)
 
     def _join(self) -> None:
         import io
@@ -395,14 +436,13 @@ class PdfReport:
         total = sum(pages for _part, pages in self._parts)
         writer = PdfWriter()
         writer.add_metadata({"/Title": self.heading.title, "/Author": self.heading.office})
+        stamp_documents = iter(self._stamps(total))
         stamps: list[Any] = []
         number = 0
         for part, _pages in self._parts:
             for page in PdfReader(part).pages:
                 if number % STAMP_PAGES == 0:
-                    count = min(STAMP_PAGES, total - number)
-                    stamp_pdf = self._stamps(number + 1, count, total)
-                    stamps = list(PdfReader(io.BytesIO(stamp_pdf)).pages)
+                    stamps = list(PdfReader(io.BytesIO(next(stamp_documents)[0])).pages)
                 placed = writer.add_page(page)
                 placed.merge_page(stamps[number % STAMP_PAGES])
                 placed.compress_content_streams()
