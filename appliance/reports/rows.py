@@ -24,7 +24,7 @@ from typing import Any
 from appliance.billing.tables import Charge
 from appliance.reports.columns import ReportFilter
 
-BATCH = 500
+BATCH = 2000
 
 
 def _marks(values: list[Any]) -> str:

@@ -11,6 +11,7 @@ from pypdf import PdfReader
 
 from appliance import clock, i18n
 from appliance.errors import NotFound, ValidationFailed
+from appliance.reports import rows as report_rows
 from appliance.reports import service as reports
 from appliance.reports.tables import ReportJob
 from tests.conftest import run
@@ -61,6 +62,16 @@ def test_each_classification_and_service_lists_the_right_months(
         assert all(r["Paid"] < r["Charged"] for r in data)
         assert totals["Amount due"] == pytest.approx(sum(r["Amount due"] for r in data))
     assert ("Service" in data[0]) == (service == "both")
+
+
+def test_rows_read_in_small_batches_are_the_same_rows_in_the_same_order(
+    settings, office, monkeypatch
+):
+    whole = xlsx_rows(settings, make(settings, classification="unpaid"))
+    monkeypatch.setattr(report_rows, "BATCH", 1)
+    batched = xlsx_rows(settings, make(settings, classification="unpaid"))
+    assert [r["CRF"] for r in batched[0]] == [office.crf[k] for k in ("ana", "carla", "hugo")]
+    assert batched == whole
 
 
 def test_partial_payments_show_paid_part_due_with_earlier_months_and_invoices(settings, office):
