@@ -78,7 +78,9 @@ class XlsxReport:
         money = f'"{symbol}" #,##0.00;-"{symbol}" #,##0.00'
         date = "dd/mm/yyyy" if i18n.current_locale() == "pt_BR" else "yyyy-mm-dd"
         self.formats = {
-            "text": self.book.add_format({"valign": "top"}),
+            # Text cells keep the default format: every data row is one line high, so the top
+            # alignment the others carry would not show, and a format costs a lookup a cell.
+            "text": None,
             "money": self.book.add_format({"num_format": money, "valign": "top"}),
             "date": self.book.add_format({"num_format": date, "valign": "top"}),
             "count": self.book.add_format({"num_format": "0", "valign": "top"}),
