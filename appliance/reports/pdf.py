@@ -5,11 +5,13 @@ and its own Pango layout), and keeps a whole document in memory until it is writ
 20,000-row table would take minutes and gigabytes. So the table is set here, in Python, in a
 monospaced font: each row becomes a few lines of text with its columns padded to fixed widths
 (long values wrapped inside their column, amounts right-aligned), and WeasyPrint draws one
-block of preformatted text per row, about 1.5 ms a row. Because every line has the same height,
+block of preformatted text per row, 1.5-2.5 ms of CPU a row. As every line has the same height,
 this module also decides where pages end: each page carries the column headings, a row never
 straddles two pages, and a chunk of :data:`CHUNK_PAGES` pages is one HTML document, rendered to
 a temporary PDF, optionally in worker processes so that every core of the box works. Memory is
-one chunk per worker plus the finished pages' bytes.
+one chunk per worker, plus, while the chunks are joined, the output document: pypdf holds the
+whole file it writes (about 0.1 MB per page here, 120 MB for 663 pages), so this part still
+grows with the report; writing the joined file object by object would remove it.
 
 "Page X of Y" cannot be known while chunks are rendered one by one, so it is added at the end:
 small stamp pages carrying only the page label are rendered by WeasyPrint (same font), and
@@ -65,7 +67,7 @@ LINE_PT = 8.0
 ADVANCE_EM = 1233 / 2048
 CONTENT_WIDTH_PT = (297 - 18) * MM
 CONTENT_HEIGHT_PT = (210 - 23) * MM - 2  # 2 pt kept free against rounding
-HEADER_PT = 7 * LINE_PT  # office, title, filters and date, first page only
+HEADER_PT = 8 * LINE_PT  # office, title, filters (room for two lines) and date, first page
 HEADINGS_PAD_PT = 2.5  # below the column headings: padding and the rule
 TOTALS_GAP_PT = 2 * LINE_PT
 CHARS = int(CONTENT_WIDTH_PT / (FONT_PT * ADVANCE_EM))  # characters in one line
