@@ -170,7 +170,12 @@ class XlsxReport:
                 if value is None or value == "":
                     continue
                 if kind == "text":
-                    write_string(row_num, col, value, fmt)
+                    if value.startswith("<r>") and value.endswith("</r>"):
+                        # In constant_memory mode XlsxWriter copies such a string into the
+                        # sheet as rich-text XML, unescaped; as rich text fragments it is text.
+                        self.sheet.write_rich_string(row_num, col, value[:1], value[1:2], value[2:])
+                    else:
+                        write_string(row_num, col, value, fmt)
                     if len(value) >= widths[col]:
                         widths[col] = min(len(value) + 1, MAX_WIDTH)
                 elif kind == "money":

@@ -117,6 +117,17 @@ def test_xlsx_paid_single_service_leaves_out_due_and_service_columns(tmp_path):
     assert sheet["K6"].is_date and sheet["K6"].number_format == "dd/mm/yyyy"
 
 
+def test_xlsx_text_that_looks_like_sheet_xml_stays_text(tmp_path):
+    path = tmp_path / "r.xlsx"
+    data = rows(2)
+    data[0]["name"] = "<r><t>Zé</t></r>"
+    data[1]["name"] = "Ana & <b>Bia</b>"
+    with i18n.use_locale("en"):
+        write_xlsx(path, data, _report("paid", service="cable"))
+    sheet = openpyxl.load_workbook(path).active
+    assert [sheet["B6"].value, sheet["B7"].value] == ["<r><t>Zé</t></r>", "Ana & <b>Bia</b>"]
+
+
 def test_xlsx_empty_report_still_has_header_and_zero_totals(tmp_path):
     path = tmp_path / "r.xlsx"
     with i18n.use_locale("en"):
