@@ -309,6 +309,21 @@ async def _execute_many(sql: str, rows: list[list[Any]]) -> None:
 
 
 async def _insert_many(table: str, names: list[str], rows: list[list[Any]]) -> None:
+    """Insert ``rows`` (values in the order of ``names``) in the current transaction: on
+    PostgreSQL with COPY (binary, a fraction of an INSERT's cost per row; triggers and
+    constraints apply as for INSERT), on SQLite with executemany."""
+    from appliance import db
+
+    if not rows:
+        return
+    if not db.is_sqlite():
+        transaction = db.engine().current_transaction.get()
+        if transaction is None:
+            raise RuntimeError("_insert_many runs inside a transaction")
+        await transaction.connection.copy_records_to_table(
+            table, records=[tuple(row) for row in rows], columns=list(names)
+        )
+        return
     columns = ", ".join(f'"{k}"' for k in names)
     marks = ", ".join("{}" for _ in names)
     await _execute_many(f'INSERT INTO "{table}" ({columns}) VALUES ({marks})', rows)
