@@ -188,6 +188,7 @@ async def ensure_year(settings: Settings, year: int | None = None) -> dict[str, 
     year = year or today.year
     started = time.monotonic()
     async with write_transaction():
+        await sql.bulk_cache()
         summary = await catch_up(settings, year=year)
     summary = {"year": year, **summary, "seconds": round(time.monotonic() - started, 2)}
     log.info("billing year update", extra=summary)
@@ -208,6 +209,7 @@ async def bill_month(settings: Settings, year: int | None = None, month: int | N
     now = clock.now()
     async with write_transaction():
         await sql.lock_billing(settings.office_code)
+        await sql.bulk_cache()
         initialised = await _initialise(now)
         created = await _create_rows(max(year, today.year), now)
         billed = await _bill(target, now)

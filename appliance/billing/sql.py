@@ -104,6 +104,20 @@ async def execute_count(sql: str, *args: Any) -> int:
     return int(result[0]["n"]) if result else 0
 
 
+# Page cache of a connection doing set-based work over every connection (the year updater, the
+# month's billing): a year's rows go into billing_charges, its indexes and the sync change log,
+# and with SQLite's default of 2 MB the same index pages are read again and again (100,000
+# connections: 128 -> 67 s for the year). The connection closes with its transaction, and the
+# memory with it.
+BULK_CACHE_KIB = 64 * 1024
+
+
+async def bulk_cache() -> None:
+    """Give the current transaction's connection a larger page cache (SQLite only)."""
+    if sqlite():
+        await Charge.raw(f"PRAGMA cache_size = -{BULK_CACHE_KIB}")
+
+
 async def lock_billing(office_code: str) -> None:
     """Serialise billing writes of the office, inside the caller's transaction.
 
