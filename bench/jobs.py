@@ -1,19 +1,23 @@
 """The scheduled jobs over a large office: the status updater and the year updater on an office
 of its own with about 100,000 connections (demo customers, one year of history), in process.
 
-Each is timed twice: the first run does the work (statuses after 40 days without payments, the
-next year's rows on 1 January), the second finds nothing to do (what every later run costs).
-Preparing the office (demo data and this year's billing rows) takes a minute or two, once.
+Each is timed twice a run: the first time does the work (statuses after 40 days without payments,
+the next year's rows on 1 January), the second finds nothing to do (what every later run costs);
+then the office is put back as it was, so each of ``--runs`` runs does the same work.
+Preparing the office (demo data and this year's billing rows) takes a few minutes, once per
+folder: it is made in the run's scratch folder, or kept in ``BENCH_JOBS_DIR`` when that is set,
+so later runs reuse it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
+import os
 import time
+from pathlib import Path
 from typing import Any
 
-from bench.core import Benchmark, Context, Result
+from bench.core import Benchmark, Context, Result, median_figures
 
 CONNECTIONS = 100_000
 CUSTOMERS = 77_000  # the demo gives about 1.3 connections per customer
@@ -44,7 +48,8 @@ async def _timed(factory) -> tuple[float, Any]:
 def _settings(ctx: Context) -> Any:
     from appliance.settings import Settings
 
-    folder = ctx.work_dir / "jobs-office"
+    kept = os.environ.get("BENCH_JOBS_DIR")
+    folder = Path(kept) if kept else ctx.work_dir / "jobs-office"
     folder.mkdir(parents=True, exist_ok=True)
     return Settings.from_env({}, data_dir=folder, office_code="BJ", locale="en", smtp_host="")
 
@@ -57,68 +62,91 @@ async def _close() -> None:
         await eng.close_idle()
 
 
-def _prepare(ctx: Context) -> Any:
+async def _prepare(ctx: Context) -> Any:
     if "jobs_settings" not in ctx.extra:
         settings = _settings(ctx)
-
-        async def main() -> int:
-            try:
-                return await _office(settings)
-            finally:
-                await _close()
-
-        ctx.extra["jobs_connections"] = asyncio.run(main())
+        try:
+            ctx.extra["jobs_connections"] = await _office(settings)
+        finally:
+            await _close()
         ctx.extra["jobs_settings"] = settings
     return ctx.extra["jobs_settings"]
 
 
-def status_updater(ctx: Context) -> Result:
+async def _last_change() -> int:
+    from appliance.customers.tables import Connection
+
+    rows = await Connection.raw("SELECT coalesce(max(seq), 0) AS n FROM sync_changes")
+    return int(rows[0]["n"])
+
+
+async def _forget_year(year: int, last_change: int) -> None:
+    """Put the office back as it was before the year updater made ``year``'s rows (and the
+    sync change log's entries for them), so the next run does the same work again."""
+    from appliance.customers.tables import Connection
+    from appliance.db import write_transaction
+
+    async with write_transaction():
+        await Connection.raw("DELETE FROM billing_charges WHERE year = {}", year)
+        await Connection.raw(
+            "UPDATE billing_connections SET rows_through = {} WHERE rows_through >= {}",
+            year - 1,
+            year,
+        )
+        await Connection.raw("DELETE FROM sync_changes WHERE seq > {}", last_change)
+
+
+async def status_updater(ctx: Context) -> Result:
     from appliance import clock
     from appliance.customers.status import update_statuses
 
-    settings = _prepare(ctx)
+    settings = await _prepare(ctx)
     today = clock.today(settings.tz)
-
-    async def main() -> Result:
-        try:
-            later = today + dt.timedelta(days=40)
+    later = today + dt.timedelta(days=40)
+    runs = []
+    try:
+        for _ in range(ctx.options.runs):
             busy_s, summary = await _timed(lambda: update_statuses(settings, today=later))
             idle_s, _ = await _timed(lambda: update_statuses(settings, today=later))
-            await update_statuses(settings, today=today)  # back as it was, for later runs
-        finally:
-            await _close()
-        changed = summary["active"] + summary["inactive"] + summary["suspended"]
-        return Result(
-            figures={"changed": changed, "first_run_s": busy_s, "again_s": idle_s},
-            note=f"{ctx.extra['jobs_connections']} connections; 40 days without payments",
-        )
+            await update_statuses(settings, today=today)  # back as it was, for the next run
+            changed = summary["active"] + summary["inactive"] + summary["suspended"]
+            runs.append({"changed": changed, "first_run_s": busy_s, "again_s": idle_s})
+    finally:
+        await _close()
+    return Result(
+        figures=median_figures(runs),
+        runs=runs,
+        note=f"{ctx.extra['jobs_connections']} connections; 40 days without payments",
+    )
 
-    return asyncio.run(main())
 
-
-def year_updater(ctx: Context) -> Result:
+async def year_updater(ctx: Context) -> Result:
     from appliance import clock
     from appliance.billing import charges
 
-    settings = _prepare(ctx)
+    settings = await _prepare(ctx)
     next_year = clock.today(settings.tz).year + 1
-
-    async def main() -> Result:
-        try:
+    runs = []
+    try:
+        for _ in range(ctx.options.runs):
+            last_change = await _last_change()
             busy_s, summary = await _timed(lambda: charges.ensure_year(settings, next_year))
             idle_s, _ = await _timed(lambda: charges.ensure_year(settings, next_year))
-        finally:
-            await _close()
-        return Result(
-            figures={
-                "rows_created": summary.get("rows_created", 0),
-                "first_run_s": busy_s,
-                "again_s": idle_s,
-            },
-            note=f"{ctx.extra['jobs_connections']} connections; rows for {next_year}",
-        )
-
-    return asyncio.run(main())
+            await _forget_year(next_year, last_change)
+            runs.append(
+                {
+                    "rows_created": summary.get("rows_created", 0),
+                    "first_run_s": busy_s,
+                    "again_s": idle_s,
+                }
+            )
+    finally:
+        await _close()
+    return Result(
+        figures=median_figures(runs),
+        runs=runs,
+        note=f"{ctx.extra['jobs_connections']} connections; rows for {next_year}",
+    )
 
 
 BENCHMARKS = [
@@ -126,16 +154,16 @@ BENCHMARKS = [
         "status-updater",
         "status updater, ~100,000 connections",
         status_updater,
-        target="first run ≤ 10 s",
-        check=lambda f: f["first_run_s"] <= 10,
+        target="first run ≤ 2 s",
+        check=lambda f: f["first_run_s"] <= 2,
         order=500,
     ),
     Benchmark(
         "year-updater",
         "year updater, ~100,000 connections",
         year_updater,
-        target="first run ≤ 60 s",
-        check=lambda f: f["first_run_s"] <= 60,
+        target="first run ≤ 3 s",
+        check=lambda f: f["first_run_s"] <= 3,
         order=501,
     ),
 ]
