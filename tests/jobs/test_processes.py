@@ -126,7 +126,12 @@ async def test_worker_killed_mid_run_finishes_after_restart(pg_settings, tmp_pat
         )
 
         async def stuck_run():
-            rows = await JobRun.select().where(JobRun.status == "running")
+            # Running for over a second: the job blocked on the lock, not one that was caught
+            # in the few milliseconds of an ordinary run (which then ends "ok").
+            started_before = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+            rows = await JobRun.select().where(
+                (JobRun.status == "running") & (JobRun.started_at < started_before)
+            )
             locks = await JobLock.select().where(JobLock.owner.is_not_null())
             held = {r["run_id"] for r in locks}
             return [r for r in rows if r["id"] in held]
