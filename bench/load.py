@@ -46,7 +46,9 @@ from bench.server import ServerProcess
 # Accounts of the load's own users in a benchmark or test office, nothing real.
 AGENT_PASSWORD = "load-agent-pass-2026"  # noqa: S105
 CUSTOMER_PASSWORD = "load-customer-pass-2026"  # noqa: S105
-KEY_PREFIX = "load-"
+# Idempotency keys of this process's payments: a data folder reused by an earlier load run holds
+# that run's payments too, which the audit must not take for payments nobody was told about.
+KEY_PREFIX = f"load-{uuid.uuid4().hex[:8]}-"
 PREPARED_FILE = "bench-load-users.json"
 SEARCHES = ["joao sil", "maria", "conc", "ferreira", "ana cos", "jose", "gonc", "sonia"]
 # Lines of a server log that mean something went wrong during the load.
