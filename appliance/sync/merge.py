@@ -149,16 +149,19 @@ async def _field_stamps(
     return stamps
 
 
-async def _merge_fields(
-    change: dict[str, Any], row: dict[str, Any], outcome: Outcome, batch: _Batch | None = None
-) -> None:
-    table = change["table_name"]
-    values = _values(table, change["data"])
-    values.pop("id", None)
-    stamps = await _field_stamps(table, row["id"], change["id"], set(values), batch)
-    remote = (int(change["hlc"]), str(change["node_id"]))
-    old = change.get("old") or {}
+def _decide(
+    table: str,
+    row: dict[str, Any],
+    values: dict[str, Any],
+    stamps: dict[str, tuple[int, str]],
+    remote: tuple[int, str],
+    old: dict[str, Any],
+) -> tuple[dict[str, Any], list[SyncConflict]]:
+    """The fields of ``values`` that win over ``row``'s (the remote stamp beats the newest this
+    node knows for the field), and the concurrent edits worth the owner's time: a field the
+    remote edit started from another value than the one here."""
     updates: dict[str, Any] = {}
+    conflicts: list[SyncConflict] = []
     for name, value in values.items():
         current = row.get(name)
         if codec.same(table, name, current, value):
@@ -169,23 +172,26 @@ async def _merge_fields(
             updates[name] = value
         concurrent = name in old and not codec.same(table, name, old[name], current)
         if concurrent and name not in codec.QUIET_FIELDS:
-            winner, loser = ((value, remote), (current, local))
+            winner, loser = (value, remote), (current, local)
             if not remote_wins:
                 winner, loser = loser, winner
-            await SyncConflict.insert(
-                SyncConflict(
-                    table_name=table,
-                    row_id=row["id"],
-                    field=name,
-                    winner_value=json.dumps(codec.to_json(winner[0])),
-                    winner_hlc=winner[1][0],
-                    winner_node=uuid.UUID(winner[1][1]) if winner[1][1] else uuid.UUID(int=0),
-                    loser_value=json.dumps(codec.to_json(loser[0])),
-                    loser_hlc=loser[1][0],
-                    loser_node=uuid.UUID(loser[1][1]) if loser[1][1] else uuid.UUID(int=0),
-                )
-            )
-            outcome.conflicts += 1
+            conflicts.append(_conflict(table, row["id"], name, winner, loser))
+    return updates, conflicts
+
+
+async def _merge_fields(
+    change: dict[str, Any], row: dict[str, Any], outcome: Outcome, batch: _Batch | None = None
+) -> None:
+    table = change["table_name"]
+    values = _values(table, change["data"])
+    values.pop("id", None)
+    stamps = await _field_stamps(table, row["id"], change["id"], set(values), batch)
+    remote = (int(change["hlc"]), str(change["node_id"]))
+    old = change.get("old") or {}
+    updates, conflicts = _decide(table, row, values, stamps, remote, old)
+    if conflicts:
+        await SyncConflict.insert(*conflicts)
+        outcome.conflicts += len(conflicts)
     if updates:
         await _update(table, row["id"], updates)
 
@@ -672,23 +678,12 @@ async def _merge_run(
                 name: max(stamp, fields.get(name, stamp)) for name, stamp in older.items()
             } | {name: stamp for name, stamp in fields.items() if name not in older}
         remote = (int(change["hlc"]), str(change["node_id"]))
-        old = change.get("old") or {}
-        for name, value in values.items():
-            current = row.get(name)
-            if codec.same(table, name, current, value):
-                continue
-            local = fields.get(name, (0, ""))
-            remote_wins = remote > local
-            if remote_wins:
-                updates.setdefault((table, key), {})[name] = value
-                row[name] = value
-            concurrent = name in old and not codec.same(table, name, old[name], current)
-            if concurrent and name not in codec.QUIET_FIELDS:
-                winner, loser = (value, remote), (current, local)
-                if not remote_wins:
-                    winner, loser = loser, winner
-                conflicts.append(_conflict(table, row["id"], name, winner, loser))
-                outcome.conflicts += 1
+        won, found = _decide(table, row, values, fields, remote, change.get("old") or {})
+        row.update(won)
+        if won:
+            updates.setdefault((table, key), {}).update(won)
+        conflicts += found
+        outcome.conflicts += len(found)
         # What the log would say of this row once this change is written to it.
         fields = dict(fields)
         for name in change["data"]:
