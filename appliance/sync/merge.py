@@ -773,24 +773,18 @@ async def _apply_merges(
     return len(done), False
 
 
-def _merge_run_of(
-    changes: list[dict[str, Any]], start: int, known_ids: set[str], *, central: bool
+def _run_of(
+    changes: list[dict[str, Any]], start: int, known_ids: set[str], belongs: Any
 ) -> tuple[list[dict[str, Any]], int]:
-    """The run of merge candidates of one kind (mail statuses or the others) from ``start``:
-    the changes and the index after the last."""
-    outbox = changes[start]["table_name"] == "outbox"
+    """The run from ``start`` of changes that ``belongs(change)`` admits, new and distinct, at
+    most 1,000: the changes and the index after the last."""
     run: list[dict[str, Any]] = []
     keys: set[str] = set()
     end = start
     while end < len(changes) and len(run) < 1000:
         change = changes[end]
         key = _key(change["id"])
-        if (
-            not _merge_candidate(change, central=central)
-            or (change["table_name"] == "outbox") != outbox
-            or key in known_ids
-            or key in keys
-        ):
+        if not belongs(change) or key in known_ids or key in keys:
             break
         run.append(change)
         keys.add(key)
@@ -849,29 +843,24 @@ async def apply_changes(changes: list[dict[str, Any]], *, central: bool) -> Outc
             outcome.duplicates += 1
             continue
         if index > one_by_one_until and _fast_candidate(change):
-            run = [change]
-            run_keys = {change_key}
-            end = index
-            while end < len(changes) and len(run) < 1000:
-                following = changes[end]
-                following_key = _key(following["id"])
-                if (
-                    not _fast_candidate(following)
-                    or following_key in known_ids
-                    or following_key in run_keys
-                ):
-                    break
-                run.append(following)
-                run_keys.add(following_key)
-                end += 1
+            run, end = _run_of(changes, index - 1, known_ids, _fast_candidate)
             if len(run) > 1:
                 if await _apply_appends(run, outcome, batch):
-                    known_ids |= run_keys
+                    known_ids |= {_key(c["id"]) for c in run}
                     index = end
                     continue
                 one_by_one_until = end
         if index > one_by_one_until and _merge_candidate(change, central=central):
-            run, end = _merge_run_of(changes, index - 1, known_ids, central=central)
+            outbox = change["table_name"] == "outbox"
+            run, end = _run_of(
+                changes,
+                index - 1,
+                known_ids,
+                # One kind per run: mail statuses, or the other field updates.
+                lambda c, outbox=outbox: (
+                    _merge_candidate(c, central=central) and (c["table_name"] == "outbox") == outbox
+                ),
+            )
             if len(run) > 1:
                 applied, failed = await _apply_merges(run, outcome, batch, central=central)
                 if applied:
