@@ -96,6 +96,36 @@ def storage_trouble(exc: BaseException) -> str | None:
     return None
 
 
+def lock_timeout(exc: BaseException) -> bool:
+    """True when ``exc`` (or what caused it) is SQLite giving up waiting for the write lock:
+    another write held it for longer than the busy timeout. Nothing was written."""
+    seen = 0
+    while exc is not None and seen < 5:
+        if "database is locked" in str(exc).lower():
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
+
+
+class Busy(DomainError):
+    """A write waited too long for the database (a long job held it): nothing was changed, and
+    trying again in a moment works."""
+
+    status_code = 503
+    code = "busy"
+
+    def __init__(self) -> None:
+        from appliance.i18n import gettext as _
+
+        super().__init__(
+            _(
+                "The box is busy with a long task and could not save this in time. Nothing was "
+                "changed. Please try again in a moment."
+            )
+        )
+
+
 class StorageUnavailable(DomainError):
     """The box cannot store anything right now (disk full, read-only data folder, failing
     storage). Reads keep working; writes are refused until the storage is back."""

@@ -20,7 +20,14 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
-from appliance.errors import DomainError, StorageUnavailable, ValidationFailed, storage_trouble
+from appliance.errors import (
+    Busy,
+    DomainError,
+    StorageUnavailable,
+    ValidationFailed,
+    lock_timeout,
+    storage_trouble,
+)
 from appliance.i18n import gettext as _
 from appliance.sync.central import SyncRefused
 from appliance.web.auth import PasswordChangeRequired, is_api
@@ -63,7 +70,7 @@ def api_error_responses() -> dict[int, ResponseSpec]:
         409: "It conflicts with what is recorded",
         422: "Some values need correcting (messages per field)",
         429: "Too many attempts; wait and try again",
-        503: "The box cannot save anything right now (disk full or read-only)",
+        503: "The box cannot save anything right now (disk full or read-only, or busy)",
     }
     return {
         status: ResponseSpec(data_container=ErrorBody, description=text, generate_examples=False)
@@ -142,7 +149,13 @@ def http_error(request: Request, exc: HTTPException) -> Response[Any]:
 
 def storage_error(request: Request, exc: Exception) -> Response[Any]:
     """A database or file error: a clear 503 when the storage refused a write (disk full,
-    read-only data folder, failing disk), otherwise an unexpected error."""
+    read-only data folder, failing disk) or the write lock stayed taken past the busy timeout,
+    otherwise an unexpected error."""
+    if lock_timeout(exc):
+        log.warning("write lock timeout on %s %s", request.method, request.url.path)
+        response = domain_error(request, Busy())
+        response.headers["Retry-After"] = "5"
+        return response
     kind = storage_trouble(exc)
     if kind is None:
         return unexpected(request, exc)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
+
+import pytest
 
 from appliance.billing import service as billing
 from appliance.billing.tables import Charge
 from appliance.customers import service as customers
 from appliance.customers.tables import Connection
 from tests.billing.conftest import set_today, subscriber
+from tests.conftest import USE_PG
 from tests.helpers import SYSTEM
 
 
@@ -109,6 +113,79 @@ async def test_year_updater_catches_up_every_missed_year(settings, plans):
     assert account["pending_months"][-2:] == [(2026, 12), (2027, 1)]
     again = await billing.ensure_year(settings)
     assert again["rows_created"] == 0 and again["billed"] == 0
+
+
+async def _office_off_for_two_years(settings, plans):
+    """Five customers, eight connections (one cable suspended), billed up to November 2024;
+    then the clock moves to 1 January 2027 with nothing run in between."""
+    set_today(settings, "2024-11-20")
+    people = []
+    for n in range(5):
+        both = {"broadband": "2024-11-01"} if n < 3 else {}
+        people.append(await subscriber(settings, plans, cable="2024-11-01", **both))
+    await Connection.update({Connection.status: "suspended"}).where(
+        (Connection.customer == people[0]["id"]) & (Connection.service == "cable")
+    )
+    set_today(settings, "2027-01-01", hour=0)
+    return people
+
+
+async def test_the_year_updater_in_slices_does_every_connection_once(settings, plans):
+    people = await _office_off_for_two_years(settings, plans)
+    summary = await billing.ensure_year(settings, slice_size=3)  # slices of 3, 3 and the rest
+    assert summary["rows_created"] == 8 * 36
+    assert summary["billed"] == 8 * 26  # December 2024 to January 2027
+    for person in people[1:]:
+        account = await billing.account(person["id"])
+        assert len(account["pending_months"]) == 2 + 12 + 12 + 1
+    suspended = await grid(people[0], 2026)
+    assert {state for _, state, _ in suspended} == {"waived"}
+    assert await Charge.count() == 8 * (2 + 36)
+    again = await billing.ensure_year(settings, slice_size=3)
+    assert again["rows_created"] == 0 and again["billed"] == 0
+
+
+async def test_slices_cover_every_connection_exactly_once(settings, plans):
+    from appliance.billing import charges
+
+    await _office_off_for_two_years(settings, plans)
+    everyone = {r["id"] for r in await Connection.select(Connection.id)}
+    seen: list = []
+    for scope in await charges.slices(3):
+        where, args = scope.where("c.customer", "c.id")
+        query = "SELECT c.id FROM connections c WHERE 1 = 1" + where  # noqa: S608
+        rows = await Connection.raw(query, *args)
+        seen += [r["id"] for r in rows]
+    assert len(seen) == len(everyone) == 8
+    assert {str(i) for i in seen} == {str(i) for i in everyone}
+
+
+@pytest.mark.skipif(USE_PG, reason="the single write lock between slices is SQLite's")
+async def test_the_write_lock_is_free_between_slices(settings, plans, monkeypatch):
+    """A payment or a login waits for the write lock; between two slices of a long job it can
+    take it at once (a busy timeout of zero), so no office-wide job makes them time out."""
+    from appliance.billing import charges
+
+    await _office_off_for_two_years(settings, plans)
+    pause = charges._between_slices
+    writes: list[int] = []
+
+    async def write_meanwhile() -> None:
+        other = sqlite3.connect(settings.sqlite_path, timeout=0, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("CREATE TEMP TABLE IF NOT EXISTS probe (n INTEGER)")
+            other.execute("UPDATE plans SET name = name WHERE 0")
+            other.execute("COMMIT")
+            writes.append(1)
+        finally:
+            other.close()
+        await pause()
+
+    monkeypatch.setattr(charges, "_between_slices", write_meanwhile)
+    await billing.ensure_year(settings, slice_size=3)
+    await billing.bill_month(settings, slice_size=3)
+    assert len(writes) == 2 + 2  # 8 connections: slices of 3, 3 and the rest; two gaps each
 
 
 async def test_next_years_rows_can_be_made_ahead_and_are_not_billed_early(settings, plans):
