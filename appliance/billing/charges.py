@@ -216,6 +216,25 @@ async def _customer_up_to_date(customer_id: Any, year: int, through: int) -> boo
     return bool(rows) and not rows[0]["behind"] and not rows[0]["unbilled"]
 
 
+async def _office_up_to_date(year: int, through: int) -> bool:
+    """True when no connection of the office waits for billing to start, for rows up to
+    ``year`` or for a month up to ``through`` to be billed: three reads that stop at the first
+    row found, instead of a pass over every slice."""
+    year_, month = rules.split(through)
+    rows = await sql.rows(
+        "SELECT EXISTS (SELECT 1 FROM connections c WHERE NOT EXISTS "
+        "(SELECT 1 FROM billing_connections b WHERE b.connection = c.id)) AS unstarted, "
+        "EXISTS (SELECT 1 FROM billing_connections WHERE rows_through < {}) AS behind, "
+        "EXISTS (SELECT 1 FROM billing_charges x WHERE x.state = 'scheduled' "
+        "AND (x.year < {} OR (x.year = {} AND x.month <= {}))) AS unbilled",
+        year,
+        year_,
+        year_,
+        month,
+    )
+    return bool(rows) and not any(rows[0].values())
+
+
 async def catch_up(settings: Settings, *, year: int, customer_id: Any) -> dict[str, int]:
     """One customer's rows up to ``year`` and billing up to the current month, inside the
     caller's transaction (the lock is taken here)."""
@@ -241,13 +260,16 @@ async def _by_slices(
 ) -> Counter[str]:
     """:func:`_catch_up` over every connection, one write transaction per slice."""
     totals: Counter[str] = Counter()
+    if await _office_up_to_date(year, through):
+        return totals
     parts = await slices(size or SLICE_CONNECTIONS)
     for index, scope in enumerate(parts):
         async with write_transaction():
             await sql.lock_billing(settings.office_code)
             await sql.bulk_cache()
-            totals.update(await _catch_up(scope, year=year, through=through))
-        if index < len(parts) - 1:
+            done = await _catch_up(scope, year=year, through=through)
+        totals.update(done)
+        if any(done.values()) and index < len(parts) - 1:
             await _between_slices()
     return totals
 
