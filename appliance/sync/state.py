@@ -49,6 +49,15 @@ async def applying() -> AsyncIterator[None]:
     await set_applying(False)
 
 
+@asynccontextmanager
+async def unlogged() -> AsyncIterator[None]:
+    """Rows written inside hold values every node derives for itself with the same rule (the
+    status updater's statuses follow from each connection's expiry and the day): not logged,
+    so not sent, and every node pays only for its own run. Must run inside a transaction."""
+    async with applying():
+        yield
+
+
 async def receive_stamp(remote: int, *, offset_ms: int = 0) -> bool:
     """Move this node's HLC past a remote stamp; True when the stamp was too far ahead.
 

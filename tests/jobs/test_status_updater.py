@@ -106,3 +106,31 @@ async def test_counts_only_what_changed(settings, wrong):
         should = 0 if status == wrong else expected.count(status)
         assert summary[status] == should
     assert len(ids) == len(CASES)
+
+
+async def _logged_connection_changes() -> int:
+    from appliance.sync.tables import SyncChange
+
+    return await SyncChange.count().where(SyncChange.table_name == "connections")
+
+
+async def _office_run_logs_nothing_for_sync(settings):
+    ids = await _seed(settings, "active")
+    before = await _logged_connection_changes()
+    summary = await update_statuses(settings, today=TODAY)
+    assert summary["inactive"] + summary["suspended"] > 0
+    assert await _statuses(ids) == {label: case[2] for label, case in CASES.items()}
+    # Every node derives the same statuses itself: nothing to send.
+    assert await _logged_connection_changes() == before
+    # A status set for the connections a payment touched travels with the payment.
+    await set_connection(ids["expired yesterday"], status="active")
+    await update_statuses(settings, today=TODAY, connection_ids=[ids["expired yesterday"]])
+    assert await _logged_connection_changes() == before + 2  # the test's edit and the status
+
+
+async def test_the_office_run_logs_nothing_for_sync(settings):
+    await _office_run_logs_nothing_for_sync(settings)
+
+
+async def test_the_office_run_logs_nothing_for_sync_on_postgresql(pg_settings):
+    await _office_run_logs_nothing_for_sync(pg_settings)

@@ -3,7 +3,11 @@ PostgreSQL)."""
 
 from __future__ import annotations
 
-from appliance.customers.tables import Customer
+import datetime as dt
+
+from appliance import clock
+from appliance.customers.status import update_statuses
+from appliance.customers.tables import Connection, Customer
 from appliance.sync.tables import SyncChange
 from tests.billing.conftest import pay, subscriber
 from tests.helpers import make_plan
@@ -43,3 +47,34 @@ async def test_push_then_pull_reaches_the_other_box_of_the_office(central, make_
     await b.sync()
     await b.use()
     assert (await _customers())[str(customer["id"])] == "Ana Souza"
+
+
+async def _status(connection_id) -> str:
+    rows = await Connection.select(Connection.status).where(Connection.id == connection_id)
+    return rows[0]["status"]
+
+
+async def test_statuses_are_derived_by_each_node_and_not_sent(central, make_box):
+    a = await make_box(central, "AA")
+    await a.use()
+    today = clock.today(a.settings.tz)
+    plans = {"cable": await make_plan(service="cable", monthly_price="100.00")}
+    customer = await subscriber(a.settings, plans, cable=today.replace(day=1).isoformat())
+    conn_id = customer["connections"]["cable"]["id"]
+    await pay(a.settings, customer, "100.00")  # this month: paid to its last day
+    await a.sync()
+    await a.use()
+    expires = (await Connection.select(Connection.expires_on).where(Connection.id == conn_id))[0][
+        "expires_on"
+    ]
+    past_grace = expires + dt.timedelta(days=61)
+
+    # The box's nightly run suspends the connection and has nothing to send for it.
+    assert (await update_statuses(a.settings, today=past_grace))["suspended"] == 1
+    assert await _status(conn_id) == "suspended"
+    assert (await a.sync())["pushed"] == 0
+    # Central derives the same status from the same expiry with its own run.
+    await central.use()
+    assert await _status(conn_id) == "active"
+    await update_statuses(central.settings, today=past_grace)
+    assert await _status(conn_id) == "suspended"
