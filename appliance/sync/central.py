@@ -188,9 +188,9 @@ async def _check_scope(box: dict[str, Any], changes: list[dict[str, Any]]) -> No
     ids = set()
     for change in changes:
         if change.get("customer_id"):
-            ids.add(uuid.UUID(str(change["customer_id"])))
+            ids.add(codec.as_uuid(change["customer_id"]))
         if change.get("table_name") == "customers":
-            ids.add(uuid.UUID(str(change["row_id"])))
+            ids.add(codec.as_uuid(change["row_id"]))
             if (change.get("data") or {}).get("office") not in (None, "", office):
                 raise refused
     if not ids:
@@ -466,7 +466,7 @@ async def recompute_balances(customers: set[Any]) -> int:
     offices counts once and the excess becomes credit, flagged for the owner. Cash taken is
     never rejected. Returns the number of customers whose figures changed."""
     changed = 0
-    ids = sorted({uuid.UUID(str(c)) for c in customers}, key=str)
+    ids = sorted({codec.as_uuid(c) for c in customers}, key=str)
     if not ids:
         return 0
     marks = ", ".join("{}" for _ in ids)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from piccolo.columns import (
@@ -70,27 +70,59 @@ def column_types(name: str) -> dict[str, type]:
     return types
 
 
+@lru_cache(maxsize=4096)  # ~1 MB: ids named again within a batch stay in it
+def _parse_uuid(text: str) -> uuid.UUID:
+    return uuid.UUID(text)
+
+
+def as_uuid(value: Any) -> uuid.UUID:
+    """``value`` (a UUID, or its text) as a UUID. A push names the same ids again and again
+    (the box, a customer's, a month's), so parsed ones are remembered: parsing was ~8% of
+    central's time in a push of 10,000 payments."""
+    if type(value) is str:
+        return _parse_uuid(value)
+    return value if isinstance(value, uuid.UUID) else _parse_uuid(str(value))
+
+
+def _stamp(value: Any) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        return value
+    stamp = dt.datetime.fromisoformat(str(value))
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=dt.UTC)
+
+
+def _date(value: Any) -> dt.date:
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value)[:10])
+
+
+def _json(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+_DECODERS: dict[type, Any] = {
+    UUID: as_uuid,
+    ForeignKey: as_uuid,
+    Timestamptz: _stamp,
+    Date: _date,
+    Boolean: bool,
+    Integer: int,
+    BigInt: int,
+    JSON: _json,
+}
+
+
+@cache
+def decoders(table: str) -> dict[str, Any]:
+    """Per column of ``table``, the function turning a JSON value into the driver's (perf: one
+    lookup per field of a push instead of a chain of type tests)."""
+    return {column: _DECODERS.get(kind, str) for column, kind in column_types(table).items()}
+
+
 def decode(table: str, column: str, value: Any) -> Any:
     """A value from a change's JSON, as the driver takes it for ``table.column``."""
     if value is None:
         return None
-    kind = column_types(table).get(column, str)
-    if kind in (UUID, ForeignKey):
-        return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
-    if kind is Timestamptz:
-        if isinstance(value, dt.datetime):
-            return value
-        stamp = dt.datetime.fromisoformat(str(value))
-        return stamp if stamp.tzinfo else stamp.replace(tzinfo=dt.UTC)
-    if kind is Date:
-        return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value)[:10])
-    if kind is Boolean:
-        return bool(value)
-    if kind in (Integer, BigInt):
-        return int(value)
-    if kind is JSON:
-        return value if isinstance(value, str) else json.dumps(value)
-    return str(value)
+    return decoders(table).get(column, str)(value)
 
 
 def same(table: str, column: str, a: Any, b: Any) -> bool:
