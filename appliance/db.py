@@ -54,6 +54,7 @@ class _PooledTransaction(SQLiteTransaction):
     wrong in SQLite or the file system meanwhile; otherwise it is closed, as Piccolo does."""
 
     engine: ApplianceSQLiteEngine
+    _keep_out = False  # set by ApplianceSQLiteEngine.close_after_transaction
 
     async def get_connection(self) -> aiosqlite.Connection:
         return await self.engine.take_connection()
@@ -84,7 +85,7 @@ class _PooledTransaction(SQLiteTransaction):
                 await self.commit()
             clean = not isinstance(exception, sqlite3.Error | OSError)
         finally:
-            if clean and not getattr(self, "_keep_out", False):
+            if clean and not self._keep_out:
                 await self.engine.give_back(self.connection)
             else:
                 await self.connection.close()

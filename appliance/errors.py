@@ -77,35 +77,35 @@ _STORAGE_SIGNS = {
 }
 
 
+def _chain(exc: BaseException | None, depth: int = 5) -> list[BaseException]:
+    """``exc`` and what caused it, nearest first (a driver error wrapped by the ORM)."""
+    found: list[BaseException] = []
+    while exc is not None and len(found) < depth:
+        found.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return found
+
+
 def storage_trouble(exc: BaseException) -> str | None:
     """``"full"``, ``"read_only"`` or ``"io_error"`` when ``exc`` (or what caused it) means the
     storage refused a write; None for anything else (a lock timeout is not storage trouble)."""
-    seen = 0
-    while exc is not None and seen < 5:
-        text = str(exc).lower()
+    for link in _chain(exc):
+        text = str(link).lower()
         for sign, kind in _STORAGE_SIGNS.items():
             if sign in text:
                 return kind
-        if isinstance(exc, OSError) and exc.errno is not None:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        if isinstance(link, OSError) and link.errno is not None:
+            if link.errno in (errno.ENOSPC, errno.EDQUOT):
                 return "full"
-            if exc.errno == errno.EROFS:
+            if link.errno == errno.EROFS:
                 return "read_only"
-        exc = exc.__cause__ or exc.__context__
-        seen += 1
     return None
 
 
 def lock_timeout(exc: BaseException) -> bool:
     """True when ``exc`` (or what caused it) is SQLite giving up waiting for the write lock:
     another write held it for longer than the busy timeout. Nothing was written."""
-    seen = 0
-    while exc is not None and seen < 5:
-        if "database is locked" in str(exc).lower():
-            return True
-        exc = exc.__cause__ or exc.__context__
-        seen += 1
-    return False
+    return any("database is locked" in str(link).lower() for link in _chain(exc))
 
 
 class Busy(DomainError):

@@ -50,15 +50,17 @@ class Scope:
     after: Any = None
     upto: Any = None
 
-    def where(self, customer: str, *ids: str) -> tuple[str, list[Any]]:
-        """``AND ...`` conditions on a customer column and on id columns, and their values.
+    def where(self, of_customer: str, *ids: str) -> tuple[str, list[Any]]:
+        """``AND ...`` conditions and their values: ``of_customer`` (a condition with one
+        ``{}`` for the customer's id) for one customer's scope, bounds on the id columns for a
+        slice.
 
         A slice is stated on every id column given (columns the join makes equal), so the
         planner can walk whichever index it starts from."""
         parts: list[str] = []
         args: list[Any] = []
         if self.customer is not None:
-            parts.append(f"{customer} = {{}}")
+            parts.append(of_customer)
             args.append(self.customer)
         for column in ids:
             if self.after is not None:
@@ -89,7 +91,7 @@ async def slices(size: int = SLICE_CONNECTIONS) -> list[Scope]:
 async def _initialise(now: dt.datetime, scope: Scope = EVERY) -> int:
     """Start billing for connections billing has not seen: record what was paid before the box
     (from the expiry typed at registration), and set the expiry to match."""
-    where, args = scope.where("c.customer", "c.id")
+    where, args = scope.where("c.customer = {}", "c.id")
     opening = sql.greatest(
         f"coalesce({sql.covered_through('c.expires_on')}, 0)", sql.month_before("c.registered_on")
     )
@@ -101,7 +103,7 @@ async def _initialise(now: dt.datetime, scope: Scope = EVERY) -> int:
         *args,
     )
     if created:
-        where, args = scope.where("connections.customer", "connections.id")
+        where, args = scope.where("connections.customer = {}", "connections.id")
         await sql.execute_count(
             f"UPDATE connections SET expires_on = {sql.month_end('b.opening_through')} "
             "FROM billing_connections b WHERE b.connection = connections.id "
@@ -113,7 +115,7 @@ async def _initialise(now: dt.datetime, scope: Scope = EVERY) -> int:
 
 async def _create_rows(year: int, now: dt.datetime, scope: Scope = EVERY) -> int:
     """Scheduled rows for every year up to ``year`` that a connection still lacks."""
-    where, args = scope.where("c.customer", "c.id", "b.connection")
+    where, args = scope.where("c.customer = {}", "c.id", "b.connection")
     reg_year = f"({sql.period_of('c.registered_on')} / 100)"
     first = await sql.rows(
         f"SELECT min({sql.greatest('b.rows_through + 1', reg_year)}) AS y "
@@ -146,11 +148,9 @@ async def _create_rows(year: int, now: dt.datetime, scope: Scope = EVERY) -> int
             *args,
             y,
         )
-    if scope.customer is not None:
-        done_where = " AND connection IN (SELECT id FROM connections WHERE customer = {})"
-        done_args: list[Any] = [scope.customer]
-    else:
-        done_where, done_args = scope.where("", "connection")
+    done_where, done_args = scope.where(
+        "connection IN (SELECT id FROM connections WHERE customer = {})", "connection"
+    )
     await sql.execute_count(
         "UPDATE billing_connections SET rows_through = {} WHERE rows_through < {}" + done_where,
         year,
@@ -164,7 +164,7 @@ async def _bill(through: int, now: dt.datetime, scope: Scope = EVERY) -> dict[st
     """Fix the price of every scheduled month up to ``through`` (a period), or waive it while
     the connection is suspended or its customer removed. Months paid before the box are
     billed as paid."""
-    where, args = scope.where("c.customer", "c.id", "billing_charges.connection")
+    where, args = scope.where("c.customer = {}", "c.id", "billing_charges.connection")
     p = "(billing_charges.year * 100 + billing_charges.month)"
     covered = f"{p} <= b.opening_through"
     off = "(c.status = 'suspended' OR u.archived_at IS NOT NULL)"
@@ -219,7 +219,9 @@ async def _customer_up_to_date(customer_id: Any, year: int, through: int) -> boo
 async def _office_up_to_date(year: int, through: int) -> bool:
     """True when no connection of the office waits for billing to start, for rows up to
     ``year`` or for a month up to ``through`` to be billed: three reads that stop at the first
-    row found, instead of a pass over every slice."""
+    row found, instead of a pass over every slice. (``_customer_up_to_date`` without its
+    customer would join every connection to its months; this reads the scheduled months'
+    partial index directly.)"""
     year_, month = rules.split(through)
     rows = await sql.rows(
         "SELECT EXISTS (SELECT 1 FROM connections c WHERE NOT EXISTS "

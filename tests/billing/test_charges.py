@@ -152,7 +152,7 @@ async def test_slices_cover_every_connection_exactly_once(settings, plans):
     everyone = {r["id"] for r in await Connection.select(Connection.id)}
     seen: list = []
     for scope in await charges.slices(3):
-        where, args = scope.where("c.customer", "c.id")
+        where, args = scope.where("c.customer = {}", "c.id")
         query = "SELECT c.id FROM connections c WHERE 1 = 1" + where  # noqa: S608
         rows = await Connection.raw(query, *args)
         seen += [r["id"] for r in rows]
