@@ -96,6 +96,14 @@ async def _forget_year(year: int, last_change: int) -> None:
         await Connection.raw("DELETE FROM sync_changes WHERE seq > {}", last_change)
 
 
+def _result(ctx: Context, runs: list[dict[str, Any]], what: str) -> Result:
+    return Result(
+        figures=median_figures(runs),
+        runs=runs,
+        note=f"{ctx.extra['jobs_connections']} connections; {what}",
+    )
+
+
 async def status_updater(ctx: Context) -> Result:
     from appliance import clock
     from appliance.customers.status import update_statuses
@@ -113,11 +121,7 @@ async def status_updater(ctx: Context) -> Result:
             runs.append({"changed": changed, "first_run_s": busy_s, "again_s": idle_s})
     finally:
         await _close()
-    return Result(
-        figures=median_figures(runs),
-        runs=runs,
-        note=f"{ctx.extra['jobs_connections']} connections; 40 days without payments",
-    )
+    return _result(ctx, runs, "40 days without payments")
 
 
 async def year_updater(ctx: Context) -> Result:
@@ -142,11 +146,7 @@ async def year_updater(ctx: Context) -> Result:
             )
     finally:
         await _close()
-    return Result(
-        figures=median_figures(runs),
-        runs=runs,
-        note=f"{ctx.extra['jobs_connections']} connections; rows for {next_year}",
-    )
+    return _result(ctx, runs, f"rows for {next_year}")
 
 
 BENCHMARKS = [
