@@ -62,6 +62,37 @@ def memory_kib(pid: int) -> dict[str, int]:
     return result
 
 
+def descendants(pid: int) -> list[int]:
+    """The processes started by ``pid`` and by them in turn (rendering children), from /proc."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # ended meanwhile
+        parents.setdefault(int(fields[1]), []).append(int(entry.name))
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in parents.get(todo.pop(), ()):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def children_rss_kib(pid: int) -> int:
+    """The summed VmRSS of ``pid``'s descendants (0 when it has none)."""
+    total = 0
+    for child in descendants(pid):
+        try:
+            total += memory_kib(child).get("VmRSS", 0)
+        except OSError:
+            continue
+    return total
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used so far, from /proc/<pid>/stat."""
     with open(f"/proc/{pid}/stat") as stat:
@@ -188,11 +219,14 @@ class ServerProcess:
         return text
 
     def memory_kib(self) -> dict[str, int]:
-        """VmRSS and VmHWM of the web server (and ``worker_*`` of the worker, if running)."""
+        """VmRSS and VmHWM of the web server (and ``worker_*`` of the worker, if running), and
+        ``children_VmRSS``: what their child processes (invoice rendering) hold now."""
         assert self.process is not None
         result = memory_kib(self.process.pid)
+        result["children_VmRSS"] = children_rss_kib(self.process.pid)
         if self.worker is not None and self.worker.poll() is None:
             result.update({f"worker_{k}": v for k, v in memory_kib(self.worker.pid).items()})
+            result["children_VmRSS"] += children_rss_kib(self.worker.pid)
         return result
 
     @staticmethod

@@ -3,8 +3,10 @@ server's memory once everything else has run."""
 
 from __future__ import annotations
 
+import time
 from urllib.parse import quote_plus
 
+from appliance.invoices import renderer
 from bench.core import Benchmark, Context, Result
 from bench.measure import page_benchmark
 
@@ -47,15 +49,31 @@ async def dashboard(ctx: Context) -> Result:
     return await page_benchmark(ctx, "/", cookies=ctx.admin_cookies)
 
 
+def _total_kib(kib: dict[str, int]) -> int:
+    return kib["VmRSS"] + kib.get("worker_VmRSS", 0) + kib["children_VmRSS"]
+
+
 def memory(ctx: Context) -> Result:
+    """Twice: right after the other benchmarks (the load's last invoices may still be
+    rendering, in a child process of the worker), then at rest, once the rendering child has
+    ended after its idle time. The target is read at rest; both totals count every process."""
     kib = ctx.server.memory_kib()
     figures = {"web_rss_mb": kib["VmRSS"] / 1024, "web_peak_mb": kib["VmHWM"] / 1024}
-    total = kib["VmRSS"]
     if "worker_VmRSS" in kib:
         figures["worker_rss_mb"] = kib["worker_VmRSS"] / 1024
-        total += kib["worker_VmRSS"]
-    figures["total_rss_mb"] = total / 1024
-    note = "after every other benchmark; VmRSS/VmHWM from /proc"
+        figures["worker_peak_mb"] = kib["worker_VmHWM"] / 1024
+    figures["children_rss_mb"] = kib["children_VmRSS"] / 1024
+    figures["after_load_total_mb"] = _total_kib(kib) / 1024
+    deadline = time.monotonic() + renderer.IDLE_S + 30
+    while kib["children_VmRSS"] and time.monotonic() < deadline:
+        time.sleep(0.5)
+        kib = ctx.server.memory_kib()
+    figures["rest_web_mb"] = kib["VmRSS"] / 1024
+    figures["rest_worker_mb"] = kib.get("worker_VmRSS", 0) / 1024
+    figures["total_rss_mb"] = _total_kib(kib) / 1024
+    note = "VmRSS/VmHWM from /proc after every other benchmark, then at rest"
+    if kib["children_VmRSS"]:
+        note += " (a child still running)"
     if "worker_VmRSS" not in kib:
         note += "; worker not running"
     return Result(figures=figures, note=note)
@@ -81,7 +99,7 @@ BENCHMARKS = [
     ),
     Benchmark(
         "memory",
-        "resident memory, web + worker",
+        "resident memory, web + worker (+ rendering child), at rest",
         memory,
         target="≤ 250 MB",
         check=lambda f: f["total_rss_mb"] <= 250,

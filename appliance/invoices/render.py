@@ -3,14 +3,12 @@
 One Jinja2 template, ``templates/invoice.html``, serves both the printable page and the PDF, in
 three layouts: A4 and 58/80 mm thermal receipts. The page links ``/static/invoices/invoice.css``;
 WeasyPrint gets the same file from disk, with the fonts shipped beside it, and ``pdf.css`` after
-it. The stylesheets and their fonts are parsed once per process and reused by every render.
+it (``layout.py``, the WeasyPrint part, which runs in a child process of the servers).
 """
 
 from __future__ import annotations
 
-import atexit
 import datetime as dt
-import threading
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -20,27 +18,12 @@ from babel.dates import format_skeleton
 
 from appliance import i18n
 from appliance.i18n import gettext as _
+from appliance.invoices.layout import LAYOUTS, layout_or_default, layout_pdf
 from appliance.plans.service import service_label
 from appliance.settings import Settings
 
 TEMPLATES = Path(__file__).parent / "templates"
-STATIC = Path(__file__).parent.parent / "web" / "static" / "invoices"
-STYLESHEET = STATIC / "invoice.css"
-# Rules for WeasyPrint only, read after invoice.css (see the file for why).
-PDF_STYLESHEET = Path(__file__).parent / "pdf.css"
-LAYOUTS = ("a4", "80mm", "58mm")
-# Named @page of each receipt layout and its paper width, for cutting the PDF to its content.
-_RECEIPT_PAGES = {"80mm": ("r80", 80), "58mm": ("r58", 58)}
 _SERVICE_ORDER = {"cable": 0, "broadband": 1}
-_PX_PER_MM = 96 / 25.4
-
-# WeasyPrint (Pango, fontconfig) is not documented as thread-safe, and a Raspberry Pi gains
-# nothing from two renders at once: renders in one process take turns.
-_render_lock = threading.Lock()
-
-
-def layout_or_default(layout: str | None) -> str:
-    return layout if layout in LAYOUTS else "a4"
 
 
 def mode_label(mode: str) -> str:
@@ -158,57 +141,12 @@ def render_html(
         return _environment().get_template("invoice.html").render(context)
 
 
-@cache
-def _stylesheets() -> tuple[Any, tuple[Any, ...]]:
-    """The font configuration and the parsed stylesheets, made on the first render.
-
-    Parsing invoice.css and loading its @font-face fonts was about a third of a warm render;
-    WeasyPrint's FontConfiguration is meant to be shared by the stylesheets and documents that
-    use it (it also keeps Pango's font features and line struts cached between renders)."""
-    from weasyprint import CSS
-    from weasyprint.text.fonts import FontConfiguration
-
-    fonts = FontConfiguration()
-    # Forgotten at exit while the interpreter is whole, so WeasyPrint can remove the fonts'
-    # temporary folder (its clean-up fails when it runs during the interpreter's shutdown).
-    atexit.register(_stylesheets.cache_clear)
-    sheets = (
-        CSS(filename=str(STYLESHEET), font_config=fonts),
-        CSS(filename=str(PDF_STYLESHEET), font_config=fonts),
-    )
-    return fonts, sheets
-
-
 def render_pdf(
     view: dict[str, Any], settings: Settings, *, layout: str = "a4", locale: str | None = None
 ) -> bytes:
-    """The invoice as PDF bytes (CPU-bound, ~50 ms warm on a 2-core x86: call it in a thread
-    or a worker)."""
-    from weasyprint import CSS, HTML
-
+    """The invoice as PDF bytes, laid out in this process (CPU-bound, ~50 ms warm on a 2-core
+    x86: call it in a thread). The servers lay out through ``appliance.invoices.renderer``
+    instead, which keeps WeasyPrint out of their memory."""
     layout = layout_or_default(layout)
     html = render_html(view, settings, layout=layout, locale=locale, screen=False)
-    with _render_lock:
-        fonts, sheets = _stylesheets()
-
-        def lay_out(extra: list[Any]) -> Any:
-            return HTML(string=html, base_url=str(STATIC)).render(
-                stylesheets=[*sheets, *extra], font_config=fonts
-            )
-
-        extra: list[Any] = []
-        if layout in _RECEIPT_PAGES:
-            # Roll paper: lay out once on a very long page, then again cut to the content, so
-            # the printer feeds no blank paper and a long receipt is never split.
-            page_name, width = _RECEIPT_PAGES[layout]
-            probe = lay_out([CSS(string=f"@page {page_name} {{ size: {width}mm 3000mm }}")])
-            height = _content_height_mm(probe)
-            extra = [CSS(string=f"@page {page_name} {{ size: {width}mm {height:.1f}mm }}")]
-        return lay_out(extra).write_pdf()
-
-
-def _content_height_mm(document: Any) -> float:
-    page = document.pages[0]._page_box
-    root = page.children[0]
-    bottom = root.position_y + root.margin_height() + page.margin_bottom
-    return max(bottom / _PX_PER_MM + 1, 30.0)
+    return layout_pdf(html, layout)

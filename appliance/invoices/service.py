@@ -20,7 +20,7 @@ from typing import Any
 from appliance import i18n
 from appliance.errors import NotFound
 from appliance.i18n import gettext as _
-from appliance.invoices import render
+from appliance.invoices import render, renderer
 from appliance.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -118,6 +118,7 @@ async def ensure_pdf(
     """The cached PDF of invoice ``number``, rendered again from the database if the file is
     missing or damaged. ``view`` saves a query when the caller has just loaded the invoice.
 
+    The HTML is made here and laid out in the renderer's child process (``renderer.py``).
     Raises ``NotFound`` for an unknown invoice; anything else means rendering or writing
     failed (the caller shows a friendly page or retries later).
     """
@@ -131,7 +132,8 @@ async def ensure_pdf(
         return path
     if path.exists():
         log.warning("cached invoice PDF damaged; rendering again", extra={"number": number})
-    data = await asyncio.to_thread(render.render_pdf, view, settings, layout=layout, locale=locale)
+    html = render.render_html(view, settings, layout=layout, locale=locale, screen=False)
+    data = await renderer.renderer().render(html, layout)
     await asyncio.to_thread(write_atomically, path, data)
     log.info(
         "invoice PDF rendered",
