@@ -121,8 +121,8 @@ def write_frame(stream: BinaryIO, status: bytes, body: bytes) -> None:
 
 
 def serve(requests: BinaryIO, answers: BinaryIO) -> None:
-    """Answer requests until the input ends. A render that fails answers with its error and
-    the child goes on; only the parent decides when it ends."""
+    """Answer requests until the input ends or the parent stops reading. A render that fails
+    answers with its error and the child goes on; only the parent decides when it ends."""
     _stylesheets()  # WeasyPrint, the stylesheets and their fonts, before the first request
     while (frame := read_frame(requests)) is not None:
         try:
@@ -130,9 +130,13 @@ def serve(requests: BinaryIO, answers: BinaryIO) -> None:
             data = layout_pdf(request["html"], request["layout"])
         except Exception as exc:
             traceback.print_exc(file=sys.stderr)
-            write_frame(answers, FAILED, f"{type(exc).__name__}: {exc}".encode())
+            status, data = FAILED, f"{type(exc).__name__}: {exc}".encode()
         else:
-            write_frame(answers, OK, data)
+            status = OK
+        try:
+            write_frame(answers, status, data)
+        except (BrokenPipeError, ConnectionResetError):
+            return  # the parent is gone (killed mid-render, say): nobody to answer
 
 
 def main() -> None:

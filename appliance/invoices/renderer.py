@@ -60,6 +60,9 @@ class ChildRenderer:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             close_fds=True,
+            # Its own process group: a Ctrl+C meant for the server or worker does not reach it
+            # (it ends when their end closes its input).
+            process_group=0,
         )
         self.started += 1
         self._renders = 0
