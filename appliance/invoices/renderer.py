@@ -10,14 +10,13 @@ is stopped after ``idle_s`` seconds without a render, and replaced after ``max_r
 renders so that it cannot grow without bound. Renders take turns, as they do in one process.
 
 A child that dies (killed, out of memory) fails the render it was doing. The next render
-starts a new child, and :meth:`ChildRenderer.render` tries once more before it gives up. A
+starts a new child, and :meth:`ChildRenderer.render_now` tries once more before it gives up. A
 render the child itself fails (bad HTML, a WeasyPrint error) raises :class:`RenderFailed`
 and leaves the child running.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import subprocess
@@ -97,32 +96,36 @@ class ChildRenderer:
             raise ChildDied(f"the renderer process ended (exit status {child.poll()})")
         return status, body
 
+    def _ask_once(self, request: bytes) -> tuple[bytes, bytes]:
+        """One request to the child (started if none runs); a dead child is forgotten and a
+        child at its render limit retired. Called with the lock held."""
+        if self._child is None or self._child.poll() is not None:
+            self._child = self._start()
+        child = self._child
+        try:
+            answer = self._ask(child, request)
+        except ChildDied:
+            self._child = None
+            self._stop(child)
+            raise
+        self.last_pid = child.pid
+        self._renders += 1
+        if self._renders >= self.max_renders:
+            self._child = None
+            self._stop(child)
+        return answer
+
     def render_now(self, html: str, layout_name: str) -> bytes:
         """The PDF of ``html`` laid out in the child; blocks (call it in a thread)."""
         request = json.dumps({"html": html, "layout": layout_name}).encode()
         with self._lock:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+            self._cancel_timer()
             try:
-                for attempt in (1, 2):
-                    if self._child is None or self._child.poll() is not None:
-                        self._child = self._start()
-                    child = self._child
-                    try:
-                        status, body = self._ask(child, request)
-                        break
-                    except ChildDied:
-                        self._child = None
-                        self._stop(child)
-                        if attempt == 2:
-                            raise
-                        log.warning("invoice renderer process died; starting another")
-                self.last_pid = child.pid
-                self._renders += 1
-                if self._renders >= self.max_renders:
-                    self._child = None
-                    self._stop(child)
+                try:
+                    status, body = self._ask_once(request)
+                except ChildDied:
+                    log.warning("invoice renderer process died; starting another")
+                    status, body = self._ask_once(request)
             finally:
                 if self._child is not None:
                     self._timer = threading.Timer(self.idle_s, self._stop_if_idle)
@@ -132,9 +135,10 @@ class ChildRenderer:
             raise RenderFailed(body.decode(errors="replace"))
         return body
 
-    async def render(self, html: str, layout_name: str) -> bytes:
-        """:meth:`render_now` in a thread, for the event loop."""
-        return await asyncio.to_thread(self.render_now, html, layout_name)
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def _stop_if_idle(self) -> None:
         # A render that began meanwhile holds the lock and cancels this timer; one that waits
@@ -151,9 +155,7 @@ class ChildRenderer:
     def close(self) -> None:
         """Stop the child now (after a render in progress)."""
         with self._lock:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+            self._cancel_timer()
             child, self._child = self._child, None
             if child is not None:
                 self._stop(child)

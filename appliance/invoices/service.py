@@ -132,8 +132,12 @@ async def ensure_pdf(
         return path
     if path.exists():
         log.warning("cached invoice PDF damaged; rendering again", extra={"number": number})
-    html = render.render_html(view, settings, layout=layout, locale=locale, screen=False)
-    data = await renderer.renderer().render(html, layout)
+
+    def make() -> bytes:  # in a thread: Jinja2 here, then the wait for the child's layout
+        html = render.render_html(view, settings, layout=layout, locale=locale, screen=False)
+        return renderer.renderer().render_now(html, layout)
+
+    data = await asyncio.to_thread(make)
     await asyncio.to_thread(write_atomically, path, data)
     log.info(
         "invoice PDF rendered",

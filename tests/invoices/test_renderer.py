@@ -43,7 +43,7 @@ def described(data: bytes) -> tuple[list[tuple[float, float]], str]:
 
 
 def render_in(child, html, layout_name="a4"):
-    return asyncio.run(child.render(html, layout_name))
+    return child.render_now(html, layout_name)
 
 
 def gone(pid: int, *, within_s: float = 15.0) -> bool:
@@ -141,9 +141,9 @@ def test_a_failed_layout_is_an_error_and_the_child_goes_on(office, child):
 
 def test_the_child_ends_when_its_parent_does(tmp_path):
     script = (
-        "import asyncio, sys; from appliance.invoices import renderer; "
+        "import sys; from appliance.invoices import renderer; "
         "child = renderer.ChildRenderer(idle_s=600); "
-        "asyncio.run(child.render('<p>x</p>', 'a4')); print(child.last_pid); sys.stdout.flush(); "
+        "child.render_now('<p>x</p>', 'a4'); print(child.last_pid); sys.stdout.flush(); "
         "import os; os._exit(0)"  # no clean-up: as if the parent were killed
     )
     done = subprocess.run(
