@@ -14,6 +14,7 @@ from appliance import i18n
 from appliance.reports.columns import Heading, ReportFilter, columns_for
 from appliance.reports.pdf import CHARS, Grid, PdfReport, css_string, wrap
 from appliance.reports.xlsx import XlsxReport
+from tests.reports.test_readers import calc_csv
 
 GENERATED = dt.datetime(2026, 11, 5, 13, 30, tzinfo=dt.UTC)
 TZ = dt.UTC
@@ -261,3 +262,35 @@ def test_css_string_cannot_escape_the_style_element():
     quoted = css_string('Bar "Zé" </style><script>')
     assert "<" not in quoted and '"Z' not in quoted[1:-1]
     assert quoted.startswith('"') and quoted.endswith('"')
+
+
+def test_xlsx_text_keeps_spaces_control_characters_and_excel_escape_lookalikes(tmp_path):
+    # Read back by LibreOffice, which decodes Excel's _xHHHH_ escapes as Excel does (openpyxl
+    # leaves them as written).
+    path = tmp_path / "r.xlsx"
+    data = rows(3)
+    data[0]["name"] = "  Zé & <Bia>  "
+    data[1]["name"] = "bell\x07here"
+    data[2]["name"] = "literal _x0041_ stays"
+    with i18n.use_locale("en"):
+        write_xlsx(path, data, _report("paid", service="cable"))
+    names = [row[1] for row in calc_csv(path, tmp_path)[5:8]]
+    assert names == ["  Zé & <Bia>  ", "bell\x07here", "literal _x0041_ stays"]
+
+
+def test_xlsx_prints_landscape_a4_one_page_wide_with_the_header_on_every_page(tmp_path):
+    path = tmp_path / "r.xlsx"
+    with i18n.use_locale("pt_BR"):
+        write_xlsx(path, rows(4), _report("paid"))
+    book = openpyxl.load_workbook(path)
+    sheet = book.active
+    assert sheet.title == "Relatório"
+    assert sheet.print_title_rows == "$5:$5"
+    assert (sheet.page_setup.orientation, sheet.page_setup.paperSize) == ("landscape", 9)
+    assert sheet.sheet_properties.pageSetUpPr.fitToPage
+    # One page wide (fitToWidth left out means 1), as many pages tall as it takes.
+    assert sheet.page_setup.fitToWidth in (None, 1) and sheet.page_setup.fitToHeight == 0
+    assert book.properties.title == sheet["A2"].value
+    assert sheet["A5"].font.b and sheet["A5"].fill.fgColor.rgb == "FFDDE4EE"
+    assert sheet["A5"].alignment.wrap_text and sheet["A5"].border.bottom.style == "thin"
+    assert sheet["A10"].font.b and sheet["A10"].border.top.style == "thin"
