@@ -8,6 +8,7 @@ whole application at their own database file.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import sqlite3
@@ -45,6 +46,55 @@ def _read_only_folder(database: str) -> bool:
 def new_id() -> uuid.UUID:
     """A UUIDv7: time-ordered, so ids sort by creation and index well, and unique across boxes."""
     return uuid.UUID(int=uuid6.uuid7().int)
+
+
+def derived_id(kind: str, at_ms: int, *parts: Any) -> uuid.UUID:
+    """The id of a row every node makes alike from the same facts (a connection's month of
+    billing): a box and central that each make it hold one row under one id, not two rows for
+    sync to reconcile. :func:`derived_id_sql` is the same in SQL.
+
+    Laid out like a UUIDv7 (version 8, the layout's own): ``at_ms``, the instant the row is
+    about, in the first 48 bits, so rows made together sit together in an index as
+    :func:`new_id`'s do (random ids cost a month's billing 60% more, each commit writing pages
+    all over the index); then 74 bits of an MD5 of ``kind`` and ``parts``."""
+    digest = _digest(kind, *parts)
+    return uuid.UUID(
+        hex=f"{int(at_ms):012x}8{digest[:3]}{'89ab'[int(digest[3], 16) % 4]}{digest[4:19]}"
+    )
+
+
+def _digest(kind: str, *parts: Any) -> str:
+    text = ":".join(("ctvms", kind, *(_id_text(p) for p in parts)))
+    return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
+
+
+def _id_text(value: Any) -> str:
+    if isinstance(value, str) and len(value) in (32, 36):
+        try:
+            return str(uuid.UUID(value))  # SQLite hands ids over as text; one spelling
+        except ValueError:
+            return value
+    return str(value)
+
+
+def _sqlite_derived_id(kind: str, at_ms: int, *parts: Any) -> str:
+    return str(derived_id(kind, at_ms, *parts))
+
+
+def derived_id_sql(kind: str, at_ms: str, *expressions: str) -> str:
+    """SQL for :func:`derived_id` of ``kind`` (a constant) over an integer expression in ms
+    and id and integer expressions."""
+    if not kind.isidentifier():
+        raise ValueError(kind)
+    if is_sqlite():
+        return f"ctvms_derived_id('{kind}', {at_ms}, {', '.join(expressions)})"
+    text = " || ':' || ".join(f"CAST({e} AS text)" for e in expressions)
+    digest = f"md5('ctvms:{kind}:' || {text})"
+    return (
+        f"CAST(lpad(to_hex(CAST({at_ms} AS bigint)), 12, '0') || '8' || substr({digest}, 1, 3) "
+        f"|| substr('89ab', (strpos('0123456789abcdef', substr({digest}, 4, 1)) - 1) % 4 + 1, 1)"
+        f" || substr({digest}, 5, 15) AS uuid)"
+    )
 
 
 class _PooledTransaction(SQLiteTransaction):
@@ -122,6 +172,9 @@ class ApplianceSQLiteEngine(SQLiteEngine):
         connection.row_factory = dict_factory  # type: ignore[assignment]
         for pragma in _PRAGMAS:
             await connection.execute(pragma)
+        await connection.create_function(
+            "ctvms_derived_id", -1, _sqlite_derived_id, deterministic=True
+        )
         return connection
 
     def transaction(

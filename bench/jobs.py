@@ -1,9 +1,11 @@
-"""The scheduled jobs over a large office: the status updater and the year updater on an office
-of its own with about 100,000 connections (demo customers, one year of history), in process.
+"""The scheduled jobs over a large office: the status updater, the year updater and the month's
+billing on an office of its own with about 100,000 connections (demo customers, one year of
+history), in process.
 
 Each is timed twice a run: the first time does the work (statuses after 40 days without payments,
-the next year's rows on 1 January), the second finds nothing to do (what every later run costs);
-then the office is put back as it was, so each of ``--runs`` runs does the same work.
+the next year opened, January billed on 1 January), the second finds nothing to do (what every
+later run costs); then the office is put back as it was, so each of ``--runs`` runs does the same
+work.
 Preparing the office (demo data and this year's billing rows) takes a few minutes, once per
 folder: it is made in the run's scratch folder, or kept in ``BENCH_JOBS_DIR`` when that is set,
 so later runs reuse it.
@@ -34,7 +36,7 @@ async def _office(settings: Any) -> int:
         from appliance.billing import charges
 
         await fill(settings, customers=CUSTOMERS, years=1, seed=7)
-        # The office as it is on any day of the year: this year's months in place.
+        # The office as it is on any day of the year: this year's months billed up to today.
         await charges.ensure_year(settings)
     return await Connection.count()
 
@@ -80,9 +82,18 @@ async def _last_change() -> int:
     return int(rows[0]["n"])
 
 
+async def _changes_since(last_change: int) -> int:
+    from appliance.customers.tables import Connection
+
+    rows = await Connection.raw(
+        "SELECT count(*) AS n FROM sync_changes WHERE seq > {}", last_change
+    )
+    return int(rows[0]["n"])
+
+
 async def _forget_year(year: int, last_change: int) -> None:
-    """Put the office back as it was before the year updater made ``year``'s rows (and the
-    sync change log's entries for them), so the next run does the same work again."""
+    """Put the office back as it was before ``year`` was opened and billed (with the sync
+    change log's entries for its months), so the next run does the same work again."""
     from appliance.customers.tables import Connection
     from appliance.db import write_transaction
 
@@ -139,14 +150,50 @@ async def year_updater(ctx: Context) -> Result:
             await _forget_year(next_year, last_change)
             runs.append(
                 {
-                    "rows_created": summary.get("rows_created", 0),
+                    "years_opened": summary.get("years_opened", 0),
                     "first_run_s": busy_s,
                     "again_s": idle_s,
                 }
             )
     finally:
         await _close()
-    return _result(ctx, runs, f"rows for {next_year}")
+    return _result(ctx, runs, f"{next_year} opened on every grid (months get rows when billed)")
+
+
+async def january_billing(ctx: Context) -> Result:
+    """What the worker does at 00:10 on 1 January: January's month billed on every grid (a
+    row each, logged for sync). The year updater at 00:05 opened the year; it runs first here
+    too, untimed. Every other month's first day costs the same."""
+    from appliance import clock
+    from appliance.billing import charges
+
+    settings = await _prepare(ctx)
+    next_year = clock.today(settings.tz).year + 1
+    new_year = dt.datetime(next_year, 1, 1, 0, 10, tzinfo=settings.tz)
+    runs = []
+    try:
+        for _ in range(ctx.options.runs):
+            last_change = await _last_change()
+            await charges.ensure_year(settings, next_year)  # today, so nothing new is billed
+            clock.shift(new_year - clock.now())
+            try:
+                busy_s, summary = await _timed(lambda: charges.bill_month(settings))
+                idle_s, _ = await _timed(lambda: charges.bill_month(settings))
+            finally:
+                clock.reset()
+            changes = await _changes_since(last_change)
+            await _forget_year(next_year, last_change)
+            runs.append(
+                {
+                    "billed": summary.get("billed", 0),
+                    "changes_logged": changes,
+                    "first_run_s": busy_s,
+                    "again_s": idle_s,
+                }
+            )
+    finally:
+        await _close()
+    return _result(ctx, runs, f"January {next_year} billed")
 
 
 BENCHMARKS = [
@@ -165,5 +212,12 @@ BENCHMARKS = [
         target="first run ≤ 3 s",
         check=lambda f: f["first_run_s"] <= 3,
         order=501,
+    ),
+    Benchmark(
+        "january-billing",
+        "a month's billing (1 January), ~100,000 connections",
+        january_billing,
+        target="report (none set)",
+        order=502,
     ),
 ]

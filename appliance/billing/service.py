@@ -161,8 +161,9 @@ async def monthly_ledger(
 ) -> list[dict[str, Any]]:
     """Charged and paid per customer, service and month of ``year`` (for reports).
 
-    Rows: ``customer_id``, ``service``, ``year``, ``month``, ``state`` (scheduled, billed or
-    waived), ``charged`` (0 unless billed), ``paid``, ``plan_name``.
+    Rows: ``customer_id``, ``service``, ``year``, ``month``, ``state`` (billed or waived; a
+    month not billed yet has no row, except the ``scheduled`` ones versions before 2026-12
+    made ahead), ``charged`` (0 unless billed), ``paid``, ``plan_name``.
     """
     query = (
         "SELECT customer, service, year, month, state, amount, paid, plan_name "
@@ -256,12 +257,18 @@ def cell_state(row: dict[str, Any] | None) -> str:
 
 
 async def year_grid(customer_id: Any, year: int) -> dict[str, list[dict[str, Any]]]:
-    """Twelve cells per service the customer has, January to December."""
+    """Twelve cells per service the customer has, January to December.
+
+    A month has a row once it is billed; before that it shows as *not billed yet* from the
+    connection's registration on, in every year the year updater has opened for it."""
     cid = _uuid(customer_id)
-    conns = await Connection.select(Connection.id, Connection.service).where(
-        Connection.customer == cid
+    conns = await Connection.raw(
+        "SELECT c.id, c.service, c.registered_on, p.name, p.monthly_price, b.rows_through "
+        "FROM connections c JOIN plans p ON p.id = c.plan "
+        "LEFT JOIN billing_connections b ON b.connection = c.id WHERE c.customer = {}",
+        cid,
     )
-    services = {r["service"] for r in conns}
+    by_service = {r["service"]: r for r in conns}
     # Read through the connections: (connection, year, month) is indexed, the customer is not.
     rows = (
         await Charge.select(
@@ -279,11 +286,12 @@ async def year_grid(customer_id: Any, year: int) -> dict[str, list[dict[str, Any
     by_key = {(r["service"], r["month"]): r for r in rows}
     grid = {}
     for service in ("cable", "broadband"):
-        if service not in services:
+        conn = by_service.get(service)
+        if conn is None:
             continue
         cells = []
         for month in range(1, 13):
-            row = by_key.get((service, month))
+            row = by_key.get((service, month)) or _not_billed_yet(conn, year, month)
             cells.append(
                 {
                     "month": month,
@@ -296,6 +304,26 @@ async def year_grid(customer_id: Any, year: int) -> dict[str, list[dict[str, Any
             )
         grid[service] = cells
     return grid
+
+
+def _as_date(value: Any) -> dt.date:
+    return dt.date.fromisoformat(value) if isinstance(value, str) else value
+
+
+def _not_billed_yet(conn: dict[str, Any], year: int, month: int) -> dict[str, Any] | None:
+    """The cell of a month without a row: not billed yet (at the plan's price today) when the
+    connection is registered by then and its grid is open for the year; otherwise none."""
+    registered = _as_date(conn["registered_on"])
+    opened = conn["rows_through"] or 0
+    if year > opened or rules.period(year, month) < rules.period_of(registered):
+        return None
+    return {
+        "state": "scheduled",
+        "amount": conn["monthly_price"],
+        "paid": 0,
+        "plan_name": conn["name"],
+        "opening": False,
+    }
 
 
 async def years_of(customer_id: Any, *, settings: Settings) -> list[int]:

@@ -10,6 +10,7 @@ comes from outside travels as a query parameter.
 
 from __future__ import annotations
 
+import calendar
 import re
 import zlib
 from typing import Any
@@ -80,12 +81,36 @@ def greatest(a: str, b: str) -> str:
     return f"max({a}, {b})" if sqlite() else f"greatest({a}, {b})"
 
 
-def boolean(value: bool) -> str:
-    return ("1" if value else "0") if sqlite() else ("true" if value else "false")
+def months_table(first: int = 1, last: int = 12) -> str:
+    """A table of the months ``first`` to ``last`` (one column, ``month``)."""
+    months = range(int(first), int(last) + 1)
+    return "(" + " UNION ALL ".join(f"SELECT {m} AS month" for m in months) + ")"
 
 
-def months_table() -> str:
-    return "(" + " UNION ALL ".join(f"SELECT {m} AS month" for m in range(1, 13)) + ")"
+def charge_id(connection_sql: str, period_sql: str) -> str:
+    """The id of a connection's month (:func:`charge_id_of` in SQL)."""
+    return db.derived_id_sql("charge", _month_start_ms(period_sql), connection_sql, period_sql)
+
+
+def charge_id_of(connection_id: Any, period: int) -> Any:
+    """The id every node gives the row of ``connection_id``'s month ``period`` (YYYYMM): its
+    first 48 bits are the month's first instant (UTC), so a month's rows sit together."""
+    year, month = divmod(int(period), 100)
+    at_ms = calendar.timegm((year, month, 1, 0, 0, 0)) * 1000
+    return db.derived_id("charge", at_ms, connection_id, int(period))
+
+
+def _month_start_ms(period_sql: str) -> str:
+    """Milliseconds since the epoch of a period's first day at 00:00 UTC."""
+    if sqlite():
+        return (
+            f"(CAST(strftime('%s', printf('%04d-%02d-01', ({period_sql}) / 100, "
+            f"({period_sql}) % 100)) AS INTEGER) * 1000)"
+        )
+    return (
+        f"(CAST(extract(epoch FROM CAST(make_date(({period_sql}) / 100, ({period_sql}) % 100, 1)"
+        " AS timestamp)) AS bigint) * 1000)"
+    )
 
 
 async def rows(sql: str, *args: Any) -> list[dict[str, Any]]:

@@ -82,7 +82,7 @@ async def _reminders_pending(settings: Settings, day: dt.date) -> bool:
     return await reminders.has_unfinished()
 
 
-# Order matters for a catch-up after the box was off: the year's rows first, then the months
+# Order matters for a catch-up after the box was off: the year opened first, then the months
 # billed, then statuses from the expiry dates.
 register(
     Job(

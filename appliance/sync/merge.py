@@ -13,9 +13,10 @@ written together at the end.
   (HLC, node id) beats the newest change this node knows for that field. When the remote edit
   started from another value than the one here (its ``old`` differs) both sides edited the field
   concurrently: the loser is kept in ``sync_conflicts`` for the owner.
-- Rows two offices created for the same thing (the same month of the same connection, for a
-  customer both bill) have different ids: the later one becomes an alias of the row here and
-  every change naming it is translated first, so both merge into one row.
+- Rows two nodes created for the same thing (a customer's credit account; a month's charge of
+  a connection both created) have different ids: the later one becomes an alias of the row
+  here and every change naming it is translated first, so both merge into one row. (A month's
+  charge of one connection has the same id everywhere: ``db.derived_id``.)
 """
 
 # Table and column names in SQL text come from fixed lists (codec.MODES, the migration's

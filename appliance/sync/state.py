@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from appliance import clock, db
@@ -40,12 +41,25 @@ async def set_applying(on: bool) -> None:
         await SyncState.raw(f"SET LOCAL ctvms.sync_applying = '{'on' if on else 'off'}'")
 
 
+# True inside ``applying()`` in this task: an inner one (billing's unlogged year opening, run
+# by a caller that applies with the triggers off) must not switch them back on as it ends.
+_inside: ContextVar[bool] = ContextVar("ctvms_sync_applying", default=False)
+
+
 @asynccontextmanager
 async def applying() -> AsyncIterator[None]:
     """Rows written inside are sync's own (applied from another node), not local changes.
-    Must run inside a transaction; a rollback also undoes the switch."""
+    Must run inside a transaction; a rollback also undoes the switch. Nested, the outer one
+    decides: the inner one changes nothing."""
+    if _inside.get():
+        yield
+        return
     await set_applying(True)
-    yield
+    token = _inside.set(True)
+    try:
+        yield
+    finally:
+        _inside.reset(token)
     await set_applying(False)
 
 

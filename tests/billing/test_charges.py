@@ -94,25 +94,29 @@ async def test_billing_is_idempotent(settings, plans):
     again = await billing.bill_month(settings)
     year = await billing.ensure_year(settings)
     assert first["billed"] == 0 and again["billed"] == 0  # done when the customer was added
-    assert year["rows_created"] == 0 and year["billed"] == 0
-    assert await Charge.count().where(Charge.customer == c["id"]) == 12 + 11
+    assert year["years_opened"] == 0 and year["billed"] == 0
+    # January to April of cable, February to April of broadband: a month has a row once billed.
+    assert await Charge.count().where(Charge.customer == c["id"]) == 4 + 3
 
 
 async def test_year_updater_catches_up_every_missed_year(settings, plans):
     set_today(settings, "2024-11-20")
     c = await subscriber(settings, plans, cable="2024-11-01")
-    assert await Charge.count().where(Charge.customer == c["id"]) == 2
+    assert await Charge.count().where(Charge.customer == c["id"]) == 1
+    assert [s for _, s, _ in await grid(c, 2024)][10:] == ["unpaid", "scheduled"]
     # The box was off for two years.
     set_today(settings, "2027-01-01", hour=0)
     summary = await billing.ensure_year(settings)
     assert summary["year"] == 2027
-    assert summary["rows_created"] == 12 + 12 + 12
-    assert await Charge.count().where(Charge.customer == c["id"]) == 2 + 36
+    assert summary["years_opened"] == 1
+    assert summary["billed"] == 1 + 12 + 12 + 1  # December 2024 to January 2027
+    assert await Charge.count().where(Charge.customer == c["id"]) == 1 + 26
     account = await billing.account(c["id"])
     assert len(account["pending_months"]) == 2 + 12 + 12 + 1
     assert account["pending_months"][-2:] == [(2026, 12), (2027, 1)]
+    assert [s for _, s, _ in await grid(c, 2027)] == ["unpaid"] + ["scheduled"] * 11
     again = await billing.ensure_year(settings)
-    assert again["rows_created"] == 0 and again["billed"] == 0
+    assert again["years_opened"] == 0 and again["billed"] == 0
 
 
 async def _office_off_for_two_years(settings, plans):
@@ -133,16 +137,16 @@ async def _office_off_for_two_years(settings, plans):
 async def test_the_year_updater_in_slices_does_every_connection_once(settings, plans):
     people = await _office_off_for_two_years(settings, plans)
     summary = await billing.ensure_year(settings, slice_size=3)  # slices of 3, 3 and the rest
-    assert summary["rows_created"] == 8 * 36
+    assert summary["years_opened"] == 8
     assert summary["billed"] == 8 * 26  # December 2024 to January 2027
     for person in people[1:]:
         account = await billing.account(person["id"])
         assert len(account["pending_months"]) == 2 + 12 + 12 + 1
     suspended = await grid(people[0], 2026)
     assert {state for _, state, _ in suspended} == {"waived"}
-    assert await Charge.count() == 8 * (2 + 36)
+    assert await Charge.count() == 8 * (1 + 26)
     again = await billing.ensure_year(settings, slice_size=3)
-    assert again["rows_created"] == 0 and again["billed"] == 0
+    assert again["years_opened"] == 0 and again["billed"] == 0
 
 
 async def test_slices_cover_every_connection_exactly_once(settings, plans):
@@ -170,7 +174,7 @@ async def test_the_write_lock_is_free_between_slices(settings, plans, monkeypatc
     pause = charges._between_slices
     writes: list[int] = []
 
-    async def write_meanwhile() -> None:
+    async def write_meanwhile(held_s: float) -> None:
         other = sqlite3.connect(settings.sqlite_path, timeout=0, isolation_level=None)
         try:
             other.execute("BEGIN IMMEDIATE")
@@ -180,7 +184,7 @@ async def test_the_write_lock_is_free_between_slices(settings, plans, monkeypatc
             writes.append(1)
         finally:
             other.close()
-        await pause()
+        await pause(held_s)
 
     monkeypatch.setattr(charges, "_between_slices", write_meanwhile)
     await billing.ensure_year(settings, slice_size=3)
@@ -196,9 +200,10 @@ async def test_next_years_rows_can_be_made_ahead_and_are_not_billed_early(settin
     set_today(settings, "2026-12-31")
     c = await subscriber(settings, plans, cable="2026-12-01")
     summary = await billing.ensure_year(settings, 2027)
-    assert summary["rows_created"] == 12
+    assert summary["years_opened"] == 1 and summary["billed"] == 0
     assert {x["state"] for x in (await billing.year_grid(c["id"], 2027))["cable"]} == {"scheduled"}
     assert (await billing.bill_month(settings, 2027, 3))["period"] == "2026-12"
+    assert await Charge.count().where(Charge.customer == c["id"]) == 1
 
 
 async def test_a_plan_change_applies_from_the_next_month(settings, plans):
@@ -292,9 +297,61 @@ async def test_dues_and_ledger_for_reminders_and_reports(settings, plans):
     assert only_bb[a["id"]]["amount_due"] == 8000 and only_bb[a["id"]]["pending"] == [(2026, 3)]
     assert [r["customer_id"] for r in await billing.dues([b["id"]])] == [b["id"]]
     ledger = await billing.monthly_ledger(2026, customer_ids=[a["id"]], service="cable")
-    assert [(r["month"], r["state"], r["charged"], r["paid"]) for r in ledger][:4] == [
+    assert [(r["month"], r["state"], r["charged"], r["paid"]) for r in ledger] == [
         (1, "billed", 10000, 0),
         (2, "billed", 10000, 0),
         (3, "billed", 10000, 0),
-        (4, "scheduled", 0, 0),
-    ]
+    ]  # April onwards is not billed yet: no rows
+
+
+async def test_a_months_row_has_the_id_every_node_derives_and_ids_follow_the_months(
+    settings, plans
+):
+    """Central and each box bill the same month under the same id (no twin rows to merge);
+    the id starts with the month, so a month's rows sit together in the index."""
+    from appliance.billing import sql
+
+    set_today(settings, "2026-03-10")
+    await subscriber(settings, plans, cable="2025-11-01", broadband="2026-02-01")
+    await subscriber(settings, plans, cable="2026-01-15")
+    set_today(settings, "2026-04-01")
+    await billing.bill_month(settings)
+    rows = await Charge.select(Charge.id, Charge.connection, Charge.year, Charge.month)
+    assert len(rows) == 6 + 3 + 4
+    for r in rows:
+        assert r["id"] == sql.charge_id_of(r["connection"], r["year"] * 100 + r["month"])
+    periods = [r["year"] * 100 + r["month"] for r in sorted(rows, key=lambda r: r["id"])]
+    assert periods == sorted(periods)
+    assert len({r["id"] for r in rows}) == len(rows)
+
+
+async def _logged(table: str) -> int:
+    from appliance.sync.tables import SyncChange
+
+    return await SyncChange.count().where(SyncChange.table_name == table)
+
+
+async def test_opening_a_year_sends_nothing_and_billing_a_month_sends_its_rows(settings, plans):
+    """Every node opens its own grids (not logged); a billed month is logged like any edit.
+    Inside a caller's own unlogged transaction (central seeding, sync applying), billing's
+    inner switch must not turn logging back on."""
+    from appliance import db
+    from appliance.sync.state import applying
+
+    set_today(settings, "2026-12-20")
+    await subscriber(settings, plans, cable="2026-12-01", broadband="2026-12-01")
+    await subscriber(settings, plans, cable="2026-12-01")
+    before = await _logged("billing_connections")
+    assert (await billing.ensure_year(settings, 2027))["years_opened"] == 3
+    assert await _logged("billing_connections") == before
+    charges_before = await _logged("billing_charges")
+    set_today(settings, "2027-01-01", hour=1)
+    assert (await billing.bill_month(settings))["billed"] == 3
+    assert await _logged("billing_charges") == charges_before + 3
+    set_today(settings, "2028-02-01", hour=1)
+    logged = await _logged("billing_charges")
+    async with db.write_transaction(), applying():
+        summary = await billing.ensure_year(settings)
+    assert summary["years_opened"] == 3 and summary["billed"] == 3 * 13
+    assert await _logged("billing_charges") == logged
+    assert await _logged("billing_connections") == before

@@ -78,3 +78,57 @@ async def test_statuses_are_derived_by_each_node_and_not_sent(central, make_box)
     assert await _status(conn_id) == "active"
     await update_statuses(central.settings, today=past_grace)
     assert await _status(conn_id) == "suspended"
+
+
+async def _months_of(connection_id, year: int, month: int) -> list[str]:
+    rows = await Connection.raw(
+        "SELECT id FROM billing_charges WHERE connection = {} AND year = {} AND month = {}",
+        connection_id,
+        year,
+        month,
+    )
+    return [str(r["id"]) for r in rows]
+
+
+async def test_a_month_billed_by_the_box_and_by_central_apart_is_one_row(central, make_box):
+    """Each node bills the month on its own first day; the row has the same id on both, so
+    sync merges it into itself instead of making an alias (or a second charge)."""
+    from appliance.billing import charges, rules, sql
+
+    a = await make_box(central, "AA")
+    await a.use()
+    today = clock.today(a.settings.tz)
+    plans = {"cable": await make_plan(service="cable", monthly_price="100.00")}
+    customer = await subscriber(a.settings, plans, cable=today.replace(day=1).isoformat())
+    conn_id = customer["connections"]["cable"]["id"]
+    await a.sync()
+    nxt = rules.split(rules.next_period(rules.period_of(today)))
+    first_day = dt.datetime(*nxt, 1, 0, 30, tzinfo=a.settings.tz)
+    clock.shift(first_day - clock.now())
+    try:
+        for node in (a, central):
+            await node.use()
+            assert (await charges.bill_month(node.settings))["billed"] >= 1
+            assert await _months_of(conn_id, *nxt) == [
+                str(sql.charge_id_of(conn_id, nxt[0] * 100 + nxt[1]))
+            ]
+        await a.sync()
+        for node in (a, central):
+            await node.use()
+            assert len(await _months_of(conn_id, *nxt)) == 1
+            aliases = await Connection.raw(
+                "SELECT count(*) AS n FROM sync_aliases WHERE table_name = 'billing_charges'"
+            )
+            assert aliases[0]["n"] == 0
+        await a.use()
+        await pay(a.settings, customer, "200.00")  # this month and the next, both settled
+        await a.sync()
+        await central.use()
+        rows = await Connection.raw(
+            "SELECT paid FROM billing_charges WHERE connection = {} AND year = {} AND month = {}",
+            conn_id,
+            *nxt,
+        )
+        assert [r["paid"] for r in rows] == [10000]
+    finally:
+        clock.reset()
