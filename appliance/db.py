@@ -54,31 +54,35 @@ def derived_id(kind: str, at_ms: int, *parts: Any) -> uuid.UUID:
     sync to reconcile. :func:`derived_id_sql` is the same in SQL.
 
     Laid out like a UUIDv7 (version 8, the layout's own): ``at_ms``, the instant the row is
-    about, in the first 48 bits, so rows made together sit together in an index as
-    :func:`new_id`'s do (random ids cost a month's billing 60% more, each commit writing pages
-    all over the index); then 74 bits of an MD5 of ``kind`` and ``parts``."""
-    digest = _digest(kind, *parts)
-    return uuid.UUID(
-        hex=f"{int(at_ms):012x}8{digest[:3]}{'89ab'[int(digest[3], 16) % 4]}{digest[4:19]}"
-    )
+    about, in the first 48 bits, then 74 bits of an MD5 of ``kind`` and ``parts``. So a month's
+    rows sit together at one place of the primary key's index, as :func:`new_id`'s rows do,
+    instead of all over it. (Measured at 1.2 million charges, where the index fits the bulk
+    jobs' 64 MB page cache, random ids cost no more; with five years of a large office it no
+    longer fits, and a month's inserts then stay in a few pages.)"""
+    return uuid.UUID(hex=_derived_hex(kind, at_ms, parts))
 
 
-def _digest(kind: str, *parts: Any) -> str:
+def _derived_hex(kind: str, at_ms: int, parts: tuple[Any, ...]) -> str:
     text = ":".join(("ctvms", kind, *(_id_text(p) for p in parts)))
-    return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
+    digest = hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
+    return f"{int(at_ms):012x}8{digest[:3]}{'89ab'[int(digest[3], 16) % 4]}{digest[4:19]}"
 
 
 def _id_text(value: Any) -> str:
-    if isinstance(value, str) and len(value) in (32, 36):
-        try:
-            return str(uuid.UUID(value))  # SQLite hands ids over as text; one spelling
-        except ValueError:
-            return value
+    if isinstance(value, str):
+        if len(value) == 36 and value == value.lower():
+            return value  # the canonical spelling already (perf: every id SQLite hands over)
+        if len(value) in (32, 36):
+            try:
+                return str(uuid.UUID(value))  # one spelling, whatever the text's case
+            except ValueError:
+                return value
     return str(value)
 
 
 def _sqlite_derived_id(kind: str, at_ms: int, *parts: Any) -> str:
-    return str(derived_id(kind, at_ms, *parts))
+    h = _derived_hex(kind, at_ms, parts)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def derived_id_sql(kind: str, at_ms: str, *expressions: str) -> str:

@@ -169,7 +169,7 @@ async def _bill_scheduled(through: int, now: dt.datetime, scope: Scope) -> int:
     # Usually there are none: one read of the scheduled months' partial index says so, where
     # the update below would walk the slice's connections (15 ms a slice at 100,000).
     if not await sql.rows(
-        "SELECT 1 AS x FROM billing_charges WHERE state = 'scheduled' "
+        f"SELECT 1 AS x FROM billing_charges{sql.scheduled_index()} WHERE state = 'scheduled' "
         "AND (year < {} OR (year = {} AND month <= {})) LIMIT 1",
         year,
         year,
@@ -303,7 +303,8 @@ async def _office_work(year: int, through: int) -> dict[str, bool]:
         "SELECT EXISTS (SELECT 1 FROM connections c WHERE NOT EXISTS "
         "(SELECT 1 FROM billing_connections b WHERE b.connection = c.id)) AS unstarted, "
         "EXISTS (SELECT 1 FROM billing_connections WHERE rows_through < {}) AS behind, "
-        "EXISTS (SELECT 1 FROM billing_charges x WHERE x.state = 'scheduled' "
+        f"EXISTS (SELECT 1 FROM billing_charges x{sql.scheduled_index()} "
+        "WHERE x.state = 'scheduled' "
         "AND (x.year < {} OR (x.year = {} AND x.month <= {}))) AS scheduled, "
         "EXISTS (SELECT 1 FROM connections c WHERE 1 = 1" + lacking + ") AS unbilled",
         year,

@@ -81,6 +81,14 @@ def greatest(a: str, b: str) -> str:
     return f"max({a}, {b})" if sqlite() else f"greatest({a}, {b})"
 
 
+def scheduled_index() -> str:
+    """Put after ``billing_charges`` in a query on ``state = 'scheduled'``: on SQLite, the
+    partial index of the scheduled months, which its planner passes over for the report's
+    (year, month) index and then reads every month of every year (75 ms at 1.2 million rows,
+    for an index that is usually empty)."""
+    return " INDEXED BY billing_charges_scheduled" if sqlite() else ""
+
+
 def months_table(first: int = 1, last: int = 12) -> str:
     """A table of the months ``first`` to ``last`` (one column, ``month``)."""
     months = range(int(first), int(last) + 1)
