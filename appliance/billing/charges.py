@@ -193,15 +193,26 @@ async def _bill_scheduled(through: int, now: dt.datetime, scope: Scope) -> int:
     )
 
 
+def _last_billed(connection: str = "c.id") -> str:
+    """The period of a connection's last month with a row (NULL when none): one step back
+    along the (connection, year, month) index."""
+    return (
+        "(SELECT x.year * 100 + x.month FROM billing_charges x "
+        f"WHERE x.connection = {connection} ORDER BY x.year DESC, x.month DESC LIMIT 1)"
+    )
+
+
 def _lacking(through: int) -> tuple[str, list[Any]]:
     """``AND ...``: the connection ``c`` is billable by ``through`` and has no row for it.
-    Months are billed oldest first and all at once, so a connection with that month's row
-    has every earlier one."""
-    year, month = rules.split(through)
+    Months are billed oldest first and all at once, so its last row says so.
+
+    (Stated through the connection's last row rather than "no row for year Y, month M": with
+    both of those constants, PostgreSQL without fresh statistics, as in a new central's first
+    run, probed the (year, month) index and filtered on the connection, reading every row of
+    the month for each connection.)"""
     return (
-        f" AND {sql.period_of('c.registered_on')} <= {{}} AND NOT EXISTS (SELECT 1 "
-        "FROM billing_charges x WHERE x.connection = c.id AND x.year = {} AND x.month = {})",
-        [through, year, month],
+        f" AND {sql.period_of('c.registered_on')} <= {{}} AND coalesce({_last_billed()}, 0) < {{}}",
+        [through, through],
     )
 
 
@@ -215,15 +226,11 @@ async def _bill_missing(through: int, now: dt.datetime, scope: Scope) -> int:
     where, args = scope.where("c.customer = {}", "c.id", "b.connection")
     lacking, lacking_args = _lacking(through)
     registered = sql.period_of("c.registered_on")
-    last = (
-        "(SELECT x.year * 100 + x.month FROM billing_charges x WHERE x.connection = c.id "
-        "ORDER BY x.year DESC, x.month DESC LIMIT 1)"
-    )
     after_last = "CASE WHEN l.last % 100 = 12 THEN l.last + 89 ELSE l.last + 1 END"
     found = await sql.rows(
         "SELECT min(CASE WHEN l.last IS NULL THEN l.registered "
         f"ELSE {sql.greatest('l.registered', after_last)} END) AS start "
-        f"FROM (SELECT {registered} AS registered, {last} AS last "
+        f"FROM (SELECT {registered} AS registered, {_last_billed()} AS last "
         "FROM billing_connections b JOIN connections c ON c.id = b.connection WHERE 1 = 1"
         + lacking
         + where
@@ -250,11 +257,9 @@ async def _bill_missing(through: int, now: dt.datetime, scope: Scope) -> int:
             "m.month, "
             + ", ".join(columns.values())
             + f", {{}}, {{}} FROM {_JOINS} CROSS JOIN {sql.months_table(first, last_month)} m "
-            f"WHERE {period} >= {registered}"
+            f"WHERE {period} >= {registered} AND {period} > coalesce({_last_billed()}, 0)"
             + lacking
-            + where
-            + " AND NOT EXISTS (SELECT 1 FROM billing_charges x WHERE x.connection = c.id "
-            f"AND x.year = {int(year)} AND x.month = m.month)",
+            + where,
             now,
             now,
             *lacking_args,
