@@ -54,13 +54,18 @@ async def _status(connection_id) -> str:
     return rows[0]["status"]
 
 
-async def test_statuses_are_derived_by_each_node_and_not_sent(central, make_box):
+async def _box_with_a_subscriber(central, make_box):
+    """A box of office AA with one cable subscriber registered on the 1st of this month."""
     a = await make_box(central, "AA")
     await a.use()
     today = clock.today(a.settings.tz)
     plans = {"cable": await make_plan(service="cable", monthly_price="100.00")}
     customer = await subscriber(a.settings, plans, cable=today.replace(day=1).isoformat())
-    conn_id = customer["connections"]["cable"]["id"]
+    return a, customer, customer["connections"]["cable"]["id"], today
+
+
+async def test_statuses_are_derived_by_each_node_and_not_sent(central, make_box):
+    a, customer, conn_id, _today = await _box_with_a_subscriber(central, make_box)
     await pay(a.settings, customer, "100.00")  # this month: paid to its last day
     await a.sync()
     await a.use()
@@ -95,12 +100,7 @@ async def test_a_month_billed_by_the_box_and_by_central_apart_is_one_row(central
     sync merges it into itself instead of making an alias (or a second charge)."""
     from appliance.billing import charges, rules, sql
 
-    a = await make_box(central, "AA")
-    await a.use()
-    today = clock.today(a.settings.tz)
-    plans = {"cable": await make_plan(service="cable", monthly_price="100.00")}
-    customer = await subscriber(a.settings, plans, cable=today.replace(day=1).isoformat())
-    conn_id = customer["connections"]["cable"]["id"]
+    a, customer, conn_id, today = await _box_with_a_subscriber(central, make_box)
     await a.sync()
     nxt = rules.split(rules.next_period(rules.period_of(today)))
     first_day = dt.datetime(*nxt, 1, 0, 30, tzinfo=a.settings.tz)
