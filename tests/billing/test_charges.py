@@ -355,3 +355,38 @@ async def test_opening_a_year_sends_nothing_and_billing_a_month_sends_its_rows(s
     assert summary["years_opened"] == 3 and summary["billed"] == 3 * 13
     assert await _logged("billing_charges") == logged
     assert await _logged("billing_connections") == before
+
+
+async def test_months_an_earlier_version_scheduled_are_billed_in_place(settings, plans):
+    """A database from before months were made at billing holds ``scheduled`` rows for the
+    rest of the year: their month is billed on that row (no second one), at today's plan."""
+    from appliance.db import new_id
+
+    set_today(settings, "2026-10-10")
+    c = await subscriber(settings, plans, cable="2026-10-01")
+    conn = (await customers.get_customer(c["id"]))["connections"]["cable"]
+    for month in (11, 12):
+        await Charge.insert(
+            Charge(
+                id=new_id(),
+                customer=c["id"],
+                connection=conn["id"],
+                service="cable",
+                year=2026,
+                month=month,
+                state="scheduled",
+                plan=plans["cable"]["id"],
+                plan_name="Cable 100",
+                amount=10000,
+            )
+        )
+    assert [s for _, s, _ in await grid(c, 2026)][9:] == ["unpaid", "scheduled", "scheduled"]
+    set_today(settings, "2026-11-01", hour=1)
+    assert (await billing.bill_month(settings))["billed"] == 1
+    assert await Charge.count().where(Charge.customer == c["id"]) == 3
+    assert (await grid(c, 2026))[9:] == [
+        (10, "unpaid", 10000),
+        (11, "unpaid", 10000),
+        (12, "scheduled", 10000),
+    ]
+    assert (await billing.account(c["id"]))["pending_months"] == [(2026, 10), (2026, 11)]
