@@ -7,10 +7,6 @@ repeats at most the batch that was in flight. Pending changes are read in batche
 of weeks costs one batch of memory.
 """
 
-# Table and column names in SQL text come from fixed lists (codec.MODES, the migration's
-# SYNCED), never from a request; values are always bound parameters.
-# ruff: noqa: S608
-
 from __future__ import annotations
 
 import asyncio
@@ -31,7 +27,7 @@ from appliance import clock
 from appliance.db import write_transaction
 from appliance.i18n import gettext as _
 from appliance.settings import Settings
-from appliance.sync import codec, hlc
+from appliance.sync import codec, hlc, merge
 from appliance.sync.central import change_out
 from appliance.sync.merge import apply_changes
 from appliance.sync.state import (
@@ -410,20 +406,10 @@ async def bootstrap(http: httpx.AsyncClient) -> int:
                     _("central refused the snapshot (%(status)s)", status=response.status_code)
                 )
             page = response.json()
+            rows = [{k: codec.decode(table, k, v) for k, v in r.items()} for r in page["rows"]]
             async with write_transaction(), applying():
-                for row in page["rows"]:
-                    values = {k: codec.decode(table, k, v) for k, v in row.items()}
-                    exists = await SyncChange.raw(
-                        f'SELECT 1 AS x FROM "{table}" WHERE id = {{}}', values["id"]
-                    )
-                    if not exists:
-                        names = ", ".join(f'"{k}"' for k in values)
-                        marks = ", ".join("{}" for _ in values)
-                        await SyncChange.raw(
-                            f'INSERT INTO "{table}" ({names}) VALUES ({marks})',
-                            *values.values(),
-                        )
-                        count += 1
+                # perf: one read and one bulk insert a page, not two statements a row
+                count += await merge.insert_absent(table, rows)
             after = page["after"]
             if not after:
                 break

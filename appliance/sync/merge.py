@@ -347,6 +347,28 @@ async def _insert_many(table: str, names: list[str], rows: list[list[Any]]) -> N
     await _execute_many(f'INSERT INTO "{table}" ({columns}) VALUES ({marks})', rows)
 
 
+async def insert_absent(table: str, rows: list[dict[str, Any]]) -> int:
+    """Insert the ``rows`` (decoded values by column) whose id this node lacks, inside the
+    caller's transaction: one read for the ids it has and one bulk insert per set of columns,
+    as a box's bootstrap writes central's snapshot page by page. How many were inserted."""
+    if not rows:
+        return 0
+    have: set[str] = set()
+    for chunk in _in_chunks([r["id"] for r in rows]):
+        where, args = _in_ids("id", chunk)
+        have |= {
+            _key(r["id"]) for r in await _raw(f'SELECT id FROM "{table}" WHERE {where}', *args)
+        }
+    groups: dict[tuple[str, ...], list[list[Any]]] = {}
+    for row in rows:
+        if _key(row["id"]) not in have:
+            have.add(_key(row["id"]))
+            groups.setdefault(tuple(row), []).append(list(row.values()))
+    for names, values in groups.items():
+        await _insert_many(table, list(names), values)
+    return sum(len(v) for v in groups.values())
+
+
 class _Batch:
     """The log rows of a batch's applied changes, written together: feed numbers taken in one
     statement for all of them, in apply order, and the rows in multi-row INSERTs.
