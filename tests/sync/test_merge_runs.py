@@ -221,3 +221,34 @@ async def test_runs_leave_what_one_by_one_leaves(where, shared_central, make_box
         assert len(fed) == len(changes) - 4  # not the dead letter, not the outbox
     else:
         assert together["mail"] == []
+
+
+async def test_insert_absent_adds_only_the_rows_missing_here_and_leaves_the_others(settings):
+    """A bootstrap page: rows already here (a pull got them first) keep their values, the
+    others go in once, and the count says how many went in."""
+    from appliance.db import new_id
+    from appliance.plans.tables import Plan
+
+    here = await make_plan(name="Kept as it is", monthly_price="100.00")
+    now = dt.datetime.now(dt.UTC)
+
+    def plan_row(plan_id: Any, name: str) -> dict[str, Any]:
+        return {
+            "id": plan_id,
+            "service": "cable",
+            "name": name,
+            "monthly_price": 5000,
+            "description": "",
+            "retired_at": None,
+            "created_at": now,
+            "updated_at": now,
+        }
+
+    fresh = [new_id(), new_id()]
+    page = [plan_row(here["id"], "From the snapshot"), *(plan_row(i, f"New {i}") for i in fresh)]
+    async with write_transaction(), applying():
+        assert await merge.insert_absent("plans", page) == 2
+        assert await merge.insert_absent("plans", page) == 0
+    names = {r["id"]: r["name"] for r in await Plan.select(Plan.id, Plan.name)}
+    assert names[here["id"]] == "Kept as it is"
+    assert {names[i] for i in fresh} == {f"New {i}" for i in fresh}
