@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from contextvars import ContextVar
 from typing import Any
 
 from appliance import clock, db
@@ -41,25 +40,30 @@ async def set_applying(on: bool) -> None:
         await SyncState.raw(f"SET LOCAL ctvms.sync_applying = '{'on' if on else 'off'}'")
 
 
-# True inside ``applying()`` in this task: an inner one (billing's unlogged year opening, run
-# by a caller that applies with the triggers off) must not switch them back on as it ends.
-_inside: ContextVar[bool] = ContextVar("ctvms_sync_applying", default=False)
+# The transactions (by id, while inside) in ``applying()``: a nested one in the same transaction
+# (billing's unlogged year opening, run by a caller that applies with the triggers off) must
+# not switch them back on as it ends. Keyed by transaction, as the switch itself is.
+_applying_in: set[int] = set()
 
 
 @asynccontextmanager
 async def applying() -> AsyncIterator[None]:
     """Rows written inside are sync's own (applied from another node), not local changes.
-    Must run inside a transaction; a rollback also undoes the switch. Nested, the outer one
-    decides: the inner one changes nothing."""
-    if _inside.get():
+    Must run inside a transaction; a rollback also undoes the switch. Nested in the same
+    transaction, the outer one decides: the inner one changes nothing."""
+    transaction = db.engine().current_transaction.get()
+    key = id(transaction) if transaction is not None else None
+    if key is not None and key in _applying_in:
         yield
         return
     await set_applying(True)
-    token = _inside.set(True)
+    if key is not None:
+        _applying_in.add(key)
     try:
         yield
     finally:
-        _inside.reset(token)
+        if key is not None:
+            _applying_in.discard(key)
     await set_applying(False)
 
 
