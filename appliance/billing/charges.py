@@ -257,12 +257,10 @@ async def _bill_missing(through: int, now: dt.datetime, scope: Scope) -> int:
             "m.month, "
             + ", ".join(columns.values())
             + f", {{}}, {{}} FROM {_JOINS} CROSS JOIN {sql.months_table(first, last_month)} m "
-            f"WHERE {period} >= {registered} AND {period} > coalesce({_last_billed()}, 0)"
-            + lacking
-            + where,
+            # The months run up to ``through``, so "after the last row" is all of "lacking".
+            f"WHERE {period} >= {registered} AND {period} > coalesce({_last_billed()}, 0)" + where,
             now,
             now,
-            *lacking_args,
             *args,
         )
     return made
